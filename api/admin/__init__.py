@@ -1,0 +1,1 @@
+"""The admin API (JSON under /api, OpenAPI at /api/docs)."""

@@ -1,0 +1,70 @@
+"""Application assembly: one ASGI callable for Granian.
+
+Inference paths go straight to the raw-ASGI :class:`GatewayApp` (the hot path,
+no framework routing or middleware); everything else goes to the Litestar app
+(admin API, OpenAPI docs, health). Both share one :class:`Runtime`, which the
+Litestar lifespan starts and stops.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from advanced_alchemy.extensions.litestar import SQLAlchemyPlugin
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+
+from api import __version__
+from api.admin.requests import RequestController
+from api.admin.system import health
+from api.gateway.proxy import GatewayApp
+from api.runtime import Runtime
+from api.settings import Settings
+
+
+class SwitchyardApp:
+    """The ASGI callable: dispatches by path to the gateway or the Litestar app."""
+
+    def __init__(self, runtime: Runtime, litestar_app: Litestar):
+        self.runtime = runtime
+        self.litestar = litestar_app
+        self.gateway = GatewayApp(runtime)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and self.gateway.handles(scope["path"]):
+            await self.gateway(scope, receive, send)
+            return
+        await self.litestar(scope, receive, send)
+
+
+def build_litestar(runtime: Runtime) -> Litestar:
+    async def on_startup(app: Litestar) -> None:
+        await runtime.start()
+
+    async def on_shutdown(app: Litestar) -> None:
+        await runtime.stop()
+
+    app = Litestar(
+        route_handlers=[health, RequestController],
+        plugins=[SQLAlchemyPlugin(config=runtime.alchemy)],
+        on_startup=[on_startup],
+        on_shutdown=[on_shutdown],
+        openapi_config=OpenAPIConfig(
+            title="Switchyard admin API", version=__version__, path="/api/docs", render_plugins=[SwaggerRenderPlugin()]
+        ),
+        state=State({"runtime": runtime}),
+        debug=False,
+    )
+    return app
+
+
+def create_app(settings: Settings | None = None) -> SwitchyardApp:
+    """Factory used by Granian (`--factory api.app:create_app`)."""
+    settings = settings or Settings.from_env()
+    logging.basicConfig(level=settings.log_level.upper() if settings.log_level != "warn" else "WARNING")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    runtime = Runtime.from_settings(settings)
+    return SwitchyardApp(runtime, build_litestar(runtime))

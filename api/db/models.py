@@ -1,0 +1,36 @@
+"""ORM models. Schema changes go through alembic migrations in `alembic/versions`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from advanced_alchemy.base import BigIntBase
+from advanced_alchemy.types import DateTimeUTC
+from sqlalchemy import Boolean, Float, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+
+class RequestLog(BigIntBase):
+    """One proxied inference request, written after it completed."""
+
+    __tablename__ = "request_logs"
+    __table_args__ = (
+        Index("ix_request_logs_created_at", "created_at"),
+        Index("ix_request_logs_model", "model"),
+    )
+
+    created_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+    method: Mapped[str] = mapped_column(String(10))
+    path: Mapped[str] = mapped_column(String(512))
+    model: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    upstream_model: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    status_code: Mapped[int] = mapped_column(Integer)
+    duration_ms: Mapped[float] = mapped_column(Float)
+    ttft_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    completion_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    cached_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    tokens_per_second: Mapped[float | None] = mapped_column(Float, nullable=True)
+    streamed: Mapped[bool] = mapped_column(Boolean, default=False)
+    client_addr: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)

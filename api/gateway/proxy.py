@@ -1,0 +1,394 @@
+"""The gateway's ASGI application: every inference endpoint, proxied byte for byte.
+
+Path of one request:
+
+1. read the body (bounded by the size limit: 413),
+2. read the model from it without parsing it twice (msgspec decodes only `model` and `stream`),
+3. resolve the model to a local model server or a peer,
+4. ask the swap engine for a ready local model (it may start, swap or queue),
+5. stream the upstream response back as it arrives while a scraper reads usage and timing,
+6. put one record on the request-log queue (never waits for the database).
+
+A client that disconnects cancels the upstream request and frees its slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import msgspec
+
+from api.gateway.errors import Family, GatewayError, error_body, sse_error_event
+from core.catalog import known_model_ids, list_models
+from core.routing import Target, needs_rewrite, resolve_target, rewrite_body
+from core.swap.engine import GatewayShuttingDown, Lease
+from core.swap.scheduler import ConcurrencyLimitError, ModelUnloadedError, UnknownModelError
+from core.tokens import UsageScraper
+from core.upstream.process import UpstreamStartError
+
+if TYPE_CHECKING:
+    from api.runtime import Runtime
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+HOP_BY_HOP = frozenset(
+    {
+        b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailer",
+        b"transfer-encoding", b"upgrade", b"host", b"content-length", b"accept-encoding",
+    }
+)  # fmt: skip
+CLIENT_AUTH = frozenset({b"authorization", b"x-api-key"})
+RESPONSE_DROP = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"upgrade", b"trailer", b"server", b"date"})
+
+
+class _ModelField(msgspec.Struct):
+    model: str | None = None
+    stream: bool | None = None
+
+
+_decode_model_field = msgspec.json.Decoder(_ModelField).decode
+_decode_any = msgspec.json.Decoder().decode
+_encode = msgspec.json.Encoder().encode
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    family: Family
+    model_from: str = "json"  # json | multipart | query
+
+
+ENDPOINTS: dict[str, Endpoint] = {
+    "/v1/chat/completions": Endpoint(Family.OPENAI),
+    "/v1/completions": Endpoint(Family.OPENAI),
+    "/v1/embeddings": Endpoint(Family.OPENAI),
+    "/v1/responses": Endpoint(Family.OPENAI),
+    "/v1/messages": Endpoint(Family.ANTHROPIC),
+    "/v1/messages/count_tokens": Endpoint(Family.ANTHROPIC),
+    "/v1/rerank": Endpoint(Family.OPENAI),
+    "/v1/reranking": Endpoint(Family.OPENAI),
+    "/rerank": Endpoint(Family.OPENAI),
+    "/infill": Endpoint(Family.OPENAI),
+    "/completion": Endpoint(Family.OPENAI),
+    "/v1/audio/speech": Endpoint(Family.OPENAI),
+    "/v1/images/generations": Endpoint(Family.OPENAI),
+    "/sdapi/v1/txt2img": Endpoint(Family.OPENAI),
+    "/sdapi/v1/img2img": Endpoint(Family.OPENAI),
+}
+GATEWAY_PATHS = frozenset(ENDPOINTS) | {"/v1/models"}
+
+
+class ClientDisconnected(Exception):
+    pass
+
+
+class GatewayApp:
+    """Raw ASGI app for the inference endpoints (no framework on the hot path)."""
+
+    def __init__(self, runtime: Runtime):
+        self.runtime = runtime
+
+    @staticmethod
+    def handles(path: str) -> bool:
+        return path in GATEWAY_PATHS
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        endpoint = ENDPOINTS.get(path)
+        family = endpoint.family if endpoint else Family.OPENAI
+        if method == "OPTIONS":
+            await self._preflight(scope, send)
+            return
+        if path == "/v1/models":
+            if method != "GET":
+                await _send_error(send, family, 405, "method not allowed; use GET")
+                return
+            await self._list_models(send)
+            return
+        assert endpoint is not None
+        if method != "POST":
+            await _send_error(send, family, 405, f"method {method} not allowed; use POST")
+            return
+        await ProxyExchange(self.runtime, scope, receive, send, endpoint).run()
+
+    async def _preflight(self, scope: Scope, send: Send) -> None:
+        headers = dict(scope["headers"])
+        out = [
+            (b"access-control-allow-origin", headers.get(b"origin", b"*")),
+            (b"access-control-allow-methods", b"GET, POST, PUT, PATCH, DELETE, OPTIONS"),
+            (b"access-control-allow-headers", headers.get(b"access-control-request-headers", b"*")),
+            (b"access-control-max-age", b"86400"),
+            (b"content-length", b"0"),
+        ]
+        await send({"type": "http.response.start", "status": 204, "headers": out})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def _list_models(self, send: Send) -> None:
+        runtime = self.runtime
+        running = {s["model"] for s in runtime.engine.status() if s["state"] in ("ready", "starting")}
+        body = _encode({"object": "list", "data": list_models(runtime.config, running)})
+        await _send_json(send, 200, body)
+
+
+class ProxyExchange:
+    """One proxied request/response, from body to log record."""
+
+    def __init__(self, runtime: Runtime, scope: Scope, receive: Receive, send: Send, endpoint: Endpoint):
+        self.runtime = runtime
+        self.scope = scope
+        self.receive = receive
+        self._send = send
+        self.endpoint = endpoint
+        self.family = endpoint.family
+        self.started = time.perf_counter()
+        self.created_at = datetime.now(UTC)
+        self.status = 0
+        self.model: str | None = None
+        self.target: Target | None = None
+        self.streamed = False
+        self.error: str | None = None
+        self.scraper: UsageScraper | None = None
+        self.response_started = False
+        self.client_gone = False
+
+    async def run(self) -> None:
+        lease: Lease | None = None
+        watcher: asyncio.Task[None] | None = None
+        try:
+            body = await self._read_body()
+            watcher = asyncio.create_task(self._watch_disconnect(asyncio.current_task()))  # type: ignore[arg-type]
+            body, target = self._route(body)
+            if target.kind == "local":
+                lease = await self._acquire(target)
+            await self._forward(body, target, lease)
+        except GatewayError as exc:
+            self.status = exc.status
+            self.error = exc.message
+            if not self.response_started and not self.client_gone:
+                await _send_error(self._send, self.family, exc.status, exc.message, exc.code, exc.headers)
+        except asyncio.CancelledError:
+            if not self.client_gone:
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            self.status = self.status or 499
+            self.error = self.error or "client disconnected"
+        except ClientDisconnected:
+            self.status = self.status or 499
+            self.error = self.error or "client disconnected"
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+            if lease is not None:
+                self.runtime.engine.release(lease)
+            self._record()
+
+    # ------------------------------------------------------------------ input
+
+    async def _read_body(self) -> bytes:
+        limit = self.runtime.settings.max_body_bytes
+        for name, value in self.scope["headers"]:
+            if name == b"content-length":
+                with contextlib.suppress(ValueError):
+                    if int(value) > limit:
+                        raise GatewayError(413, f"request body is larger than the limit of {limit} bytes")
+        chunks = []
+        size = 0
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                self.client_gone = True
+                raise ClientDisconnected()
+            chunk = message.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if size > limit:
+                    raise GatewayError(413, f"request body is larger than the limit of {limit} bytes")
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    async def _watch_disconnect(self, handler: asyncio.Task[Any]) -> None:
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                self.client_gone = True
+                handler.cancel()
+                return
+
+    def _route(self, body: bytes) -> tuple[bytes, Target]:
+        try:
+            fields = _decode_model_field(body)
+        except msgspec.ValidationError as exc:
+            raise GatewayError(400, f"invalid request body: {exc}") from None
+        except msgspec.DecodeError as exc:
+            raise GatewayError(400, f"request body is not valid JSON: {exc}") from None
+        self.streamed = bool(fields.stream)
+        config = self.runtime.config
+        if not fields.model:
+            raise GatewayError(
+                404, f"no model given; available models: {', '.join(known_model_ids(config))}", code="model_not_found"
+            )
+        self.model = fields.model
+        target = resolve_target(config, fields.model)
+        if target is None:
+            raise GatewayError(
+                404,
+                f"model {fields.model!r} not found; available models: {', '.join(known_model_ids(config))}",
+                code="model_not_found",
+            )
+        self.target = target
+        if needs_rewrite(target):
+            data = _decode_any(body)
+            body = _encode(rewrite_body(data, target))
+        return body, target
+
+    async def _acquire(self, target: Target) -> Lease:
+        try:
+            return await self.runtime.engine.acquire(target.model_id)
+        except ConcurrencyLimitError as exc:
+            raise GatewayError(429, str(exc), code="concurrency_limit", headers={"retry-after": "1"}) from None
+        except UpstreamStartError as exc:
+            raise GatewayError(502, str(exc), code="upstream_start_failed") from None
+        except (GatewayShuttingDown, ModelUnloadedError) as exc:
+            raise GatewayError(503, str(exc), code="unavailable") from None
+        except UnknownModelError as exc:
+            raise GatewayError(404, str(exc), code="model_not_found") from None
+
+    # ---------------------------------------------------------------- forward
+
+    def _upstream_request(self, body: bytes, target: Target, lease: Lease | None) -> tuple[httpx.AsyncClient, httpx.Request, float]:
+        scope = self.scope
+        headers: list[tuple[bytes, bytes]] = []
+        for name, value in scope["headers"]:
+            if name in HOP_BY_HOP or name in CLIENT_AUTH:
+                continue
+            headers.append((name, value))
+        headers.append((b"accept-encoding", b"identity"))
+        query = scope.get("query_string") or b""
+        path = scope["path"] + ("?" + query.decode("latin-1") if query else "")
+        runtime = self.runtime
+        global_timeout = runtime.settings.upstream_header_timeout
+        if lease is not None:
+            assert target.model is not None
+            url = lease.base_url + path
+            client = runtime.local_http
+            header_timeout = target.model.timeouts.response_header or global_timeout
+        else:
+            peer = target.peer
+            assert peer is not None
+            url = peer.proxy + path
+            if peer.api_key:
+                headers.append((b"authorization", b"Bearer " + peer.api_key.encode()))
+                headers.append((b"x-api-key", peer.api_key.encode()))
+            client = runtime.peer_client(peer)
+            header_timeout = peer.timeouts.response_header or global_timeout
+        request = client.build_request(scope["method"], url, headers=headers, content=body)
+        return client, request, header_timeout
+
+    async def _forward(self, body: bytes, target: Target, lease: Lease | None) -> None:
+        client, request, header_timeout = self._upstream_request(body, target, lease)
+        try:
+            if header_timeout > 0:
+                async with asyncio.timeout(header_timeout):
+                    response = await client.send(request, stream=True)
+            else:
+                response = await client.send(request, stream=True)
+        except TimeoutError:
+            raise GatewayError(504, f"upstream sent no response headers within {header_timeout:g}s") from None
+        except httpx.HTTPError as exc:
+            raise GatewayError(502, f"could not reach the upstream for model {target.display_id}: {exc!r}") from None
+        try:
+            await self._relay(response)
+        finally:
+            await response.aclose()
+
+    async def _relay(self, response: httpx.Response) -> None:
+        self.status = response.status_code
+        content_type = response.headers.get("content-type", "")
+        scraper = self.scraper = UsageScraper(content_type, started_at=self.started)
+        is_stream = "text/event-stream" in content_type or "content-length" not in response.headers
+        headers = [(k, v) for k, v in response.headers.raw if k.lower() not in RESPONSE_DROP]
+        if is_stream:
+            headers.append((b"x-accel-buffering", b"no"))
+        await self._send_start(self.status, headers)
+        try:
+            async for chunk in response.aiter_raw():
+                scraper.feed(chunk)
+                await self._send_body(chunk, more=True)
+        except httpx.HTTPError as exc:
+            # the model server died or closed the connection mid-response
+            self.error = f"upstream failed mid-response: {exc!r}"
+            if "text/event-stream" in content_type:
+                with contextlib.suppress(ClientDisconnected):
+                    await self._send_body(sse_error_event(self.family, "the model server failed mid-stream"), more=True)
+        await self._send_body(b"", more=False)
+        if self.status >= 400 and not self.error:
+            usage = scraper.finish()
+            self.error = usage.error_message or f"upstream answered {self.status}"
+
+    async def _send_start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        self.response_started = True
+        try:
+            await self._send({"type": "http.response.start", "status": status, "headers": headers})
+        except Exception as exc:  # the ASGI server reports a gone client by raising
+            self.client_gone = True
+            raise ClientDisconnected() from exc
+
+    async def _send_body(self, chunk: bytes, *, more: bool) -> None:
+        try:
+            await self._send({"type": "http.response.body", "body": chunk, "more_body": more})
+        except Exception as exc:
+            self.client_gone = True
+            raise ClientDisconnected() from exc
+
+    # ----------------------------------------------------------------- record
+
+    def _record(self) -> None:
+        duration_ms = (time.perf_counter() - self.started) * 1000
+        usage = self.scraper.finish() if self.scraper is not None else None
+        client = self.scope.get("client")
+        record = {
+            "created_at": self.created_at,
+            "method": self.scope["method"],
+            "path": self.scope["path"],
+            "model": self.model,
+            "upstream_model": self.target.display_id if self.target else None,
+            "status_code": self.status,
+            "duration_ms": duration_ms,
+            "ttft_ms": usage.ttft_ms if usage else None,
+            "prompt_tokens": usage.prompt_tokens if usage else None,
+            "completion_tokens": usage.completion_tokens if usage else None,
+            "cached_tokens": usage.cached_tokens if usage else None,
+            "tokens_per_second": usage.tokens_per_second if usage else None,
+            "streamed": self.streamed,
+            "client_addr": client[0] if client else None,
+            "error": self.error,
+        }
+        self.runtime.request_completed(record)
+
+
+async def _send_json(send: Send, status: int, body: bytes, extra: dict[str, str] | None = None) -> None:
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    for name, value in (extra or {}).items():
+        headers.append((name.encode(), value.encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _send_error(
+    send: Send, family: Family, status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None
+) -> None:
+    with contextlib.suppress(Exception):
+        await _send_json(send, status, error_body(family, status, message, code), headers)

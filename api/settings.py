@@ -1,0 +1,95 @@
+"""Settings from environment variables, with a `.env` file honoured.
+
+Every setting is listed once here and documented in README's configuration table.
+A variable already set in the environment wins over the same name in `.env`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """Parse KEY=VALUE lines (optional `export`, quotes, `#` comments)."""
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[7:].lstrip()
+        name, sep, value = line.partition("=")
+        if not sep:
+            continue
+        name, value = name.strip(), value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+            if raw.strip().partition("=")[2].strip().startswith('"'):
+                value = value.encode().decode("unicode_escape")
+        elif " #" in value:
+            value = value.split(" #", 1)[0].rstrip()
+        values[name] = value
+    return values
+
+
+def load_dotenv(path: Path | None = None) -> None:
+    """Copy `.env` entries into os.environ without overriding what is already set."""
+    for name, value in read_dotenv(path or Path(os.environ.get("SWITCHYARD_ENV_FILE", ".env"))).items():
+        os.environ.setdefault(name, value)
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def _bool(value: str) -> bool:
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    config_path: Path = field(default_factory=lambda: Path(_env("SWITCHYARD_CONFIG", "config/config.yaml")))
+    database_url: str = field(
+        default_factory=lambda: _env("SWITCHYARD_DATABASE_URL", "sqlite+aiosqlite:///data/switchyard.db")
+    )
+    host: str = field(default_factory=lambda: _env("SWITCHYARD_HOST", "127.0.0.1"))
+    port: int = field(default_factory=lambda: int(_env("SWITCHYARD_PORT", "3000")))
+    workers: int = field(default_factory=lambda: int(_env("SWITCHYARD_WORKERS", "1")))
+    log_level: str = field(default_factory=lambda: _env("SWITCHYARD_LOG_LEVEL", "info").lower())
+    upstream_header_timeout: float = field(
+        default_factory=lambda: float(_env("SWITCHYARD_UPSTREAM_HEADER_TIMEOUT", "600"))
+    )
+    max_body_bytes: int = field(default_factory=lambda: int(_env("SWITCHYARD_MAX_BODY_BYTES", str(64 * 1024 * 1024))))
+    log_queue_size: int = field(default_factory=lambda: int(_env("SWITCHYARD_LOG_QUEUE_SIZE", "10000")))
+    starvation_bound: float = field(default_factory=lambda: float(_env("SWITCHYARD_STARVATION_BOUND", "10")))
+    watch_config: bool = field(default_factory=lambda: _bool(_env("SWITCHYARD_WATCH_CONFIG", "true")))
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        load_dotenv()
+        return cls()
+
+    def as_env(self) -> dict[str, str]:
+        """The settings as environment variables, for worker processes."""
+        names = {
+            "config_path": "SWITCHYARD_CONFIG",
+            "database_url": "SWITCHYARD_DATABASE_URL",
+            "host": "SWITCHYARD_HOST",
+            "port": "SWITCHYARD_PORT",
+            "workers": "SWITCHYARD_WORKERS",
+            "log_level": "SWITCHYARD_LOG_LEVEL",
+            "upstream_header_timeout": "SWITCHYARD_UPSTREAM_HEADER_TIMEOUT",
+            "max_body_bytes": "SWITCHYARD_MAX_BODY_BYTES",
+            "log_queue_size": "SWITCHYARD_LOG_QUEUE_SIZE",
+            "starvation_bound": "SWITCHYARD_STARVATION_BOUND",
+            "watch_config": "SWITCHYARD_WATCH_CONFIG",
+        }
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[names[f.name]] = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        return out

@@ -1,0 +1,1 @@
+"""Background tasks: the request-log writer and friends."""

@@ -1,0 +1,347 @@
+"""The swap engine: one asyncio task that owns every local model's state.
+
+Callers never touch model state directly. They post events (request, cancel,
+serve done, unload, tick, shutdown) to the engine's queue; the run task feeds
+them to the :class:`FifoScheduler`, whose side effects (start a swap, grant,
+fail, stop) are carried out here by spawning tasks that report back with more
+events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from core.config.schema import Config, ModelConfig
+from core.events import EventBus
+from core.logbook import LogBook
+from core.swap.policy import EvictionPolicy, GroupPolicy
+from core.swap.scheduler import FifoScheduler, Ticket
+from core.upstream.process import ModelProcess, ProcessState
+
+log = logging.getLogger("switchyard.swap")
+
+
+class GatewayShuttingDown(Exception):
+    pass
+
+
+@dataclass(eq=False)
+class Lease:
+    """A granted request slot on a ready model; give it back with :meth:`SwapEngine.release`."""
+
+    model_id: str
+    process: ModelProcess
+    released: bool = False
+
+    @property
+    def base_url(self) -> str:
+        return self.process.base_url
+
+
+PolicyFactory = Callable[[Config], EvictionPolicy]
+
+
+def default_policy(config: Config) -> EvictionPolicy:
+    return GroupPolicy(config.groups)
+
+
+class SwapEngine:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        logs: LogBook,
+        events: EventBus | None = None,
+        policy_factory: PolicyFactory = default_policy,
+        starvation_bound: float = 10.0,
+        on_model_event: Callable[[str, str, dict[str, Any]], None] | None = None,
+    ):
+        self.logs = logs
+        self.events = events or EventBus()
+        self._policy_factory = policy_factory
+        self._starvation_bound = starvation_bound
+        self._on_model_event = on_model_event
+        self._http = httpx.AsyncClient(trust_env=False)
+        self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._side_tasks: set[asyncio.Task[Any]] = set()
+        self._last_used: dict[str, float] = {}
+        self._stopping_for_ttl: set[str] = set()
+        self.swap_count = 0
+        self.processes: dict[str, ModelProcess] = {}
+        self.config = config
+        self._apply_config(config)
+
+    # ------------------------------------------------------------------ public
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="swap-engine")
+        self._ticker = asyncio.create_task(self._tick_loop(), name="swap-engine-ticker")
+        for model_id in self.config.preload:
+            self._spawn(self._preload(model_id))
+
+    async def acquire(self, model_id: str) -> Lease:
+        """Wait until `model_id` is ready and a request slot is granted."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        ticket = Ticket(model=model_id, arrived=time.monotonic(), context=future)
+        self._queue.put_nowait(("request", ticket))
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled() and future.exception() is None:
+                self._queue.put_nowait(("serve_done", model_id))
+            else:
+                self._queue.put_nowait(("cancel", ticket))
+            raise
+        return Lease(model_id, self.processes[model_id])
+
+    def release(self, lease: Lease) -> None:
+        if lease.released:
+            return
+        lease.released = True
+        self._last_used[lease.model_id] = time.monotonic()
+        self._queue.put_nowait(("serve_done", lease.model_id))
+
+    async def unload(self, model_ids: Iterable[str] | None = None, reason: str = "unload") -> None:
+        """Stop the given models (all when None) and wait until they are stopped."""
+        targets = list(self.processes) if model_ids is None else [m for m in model_ids if m in self.processes]
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(("unload", (targets, reason, done)))
+        await done
+
+    async def reload(self, config: Config) -> None:
+        """Apply a new config; models whose effective settings did not change keep running."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(("reload", (config, done)))
+        await done
+
+    async def shutdown(self) -> None:
+        """Fail waiting requests and stop every model process. Safe to call twice."""
+        if self._task is None:
+            await self._stop_all()
+            return
+        self._queue.put_nowait(("shutdown", None))
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+        self._ticker.cancel()
+        for task in list(self._side_tasks):
+            task.cancel()
+        await asyncio.gather(*self._side_tasks, return_exceptions=True)
+        await self._stop_all()
+        await self._http.aclose()
+
+    def status(self) -> list[dict[str, Any]]:
+        out = []
+        for model_id, process in sorted(self.processes.items()):
+            out.append(
+                {
+                    "model": model_id,
+                    "state": process.state.value,
+                    "pid": process.pid,
+                    "proxy": process.base_url,
+                    "in_flight": self.scheduler.in_flight.get(model_id, 0),
+                    "queued": self.scheduler.queued_for(model_id),
+                    "ready_since": process.ready_at,
+                    "last_load_seconds": process.last_load_seconds,
+                    "ttl": process.config.ttl,
+                }
+            )
+        return out
+
+    def in_flight_total(self) -> int:
+        return sum(self.scheduler.in_flight.values())
+
+    # --------------------------------------------------------------- internals
+
+    def _apply_config(self, config: Config) -> list[str]:
+        """Rebuild processes/policy for `config`; returns models that must stop."""
+        to_stop = []
+        for model_id, process in list(self.processes.items()):
+            new = config.models.get(model_id)
+            if new is None or new != process.config:
+                to_stop.append(model_id)
+        self.config = config
+        self.policy = self._policy_factory(config)
+        keep = {m: p for m, p in self.processes.items() if m not in to_stop}
+        self._retired = [p for m, p in self.processes.items() if m in to_stop]
+        self.processes = keep
+        for model_id, model in config.models.items():
+            if model_id not in self.processes:
+                self.processes[model_id] = self._make_process(model)
+        limits = {m.id: m.concurrency_limit for m in config.models.values()}
+        old = getattr(self, "scheduler", None)
+        self.scheduler = FifoScheduler(
+            self.policy,
+            _EngineEffects(self),
+            limits=limits,
+            priority=config.priority,
+            starvation_bound=self._starvation_bound,
+            clock=time.monotonic,
+        )
+        if old is not None:
+            # carry over live bookkeeping for models that still exist
+            self.scheduler.in_flight = {m: n for m, n in old.in_flight.items() if m in self.processes}
+            self.scheduler.reserved = {m: n for m, n in old.reserved.items() if m in self.processes}
+            self.scheduler.active = {m: s for m, s in old.active.items() if m in self.processes}
+            self.scheduler.queued = [t for t in old.queued if t.model in self.processes]
+        return to_stop
+
+    def _make_process(self, model: ModelConfig) -> ModelProcess:
+        return ModelProcess(model, self.logs.ring(model.id), self._http, on_state=self._state_changed)
+
+    def _state_changed(self, process: ModelProcess, old: ProcessState, new: ProcessState) -> None:
+        data: dict[str, Any] = {"model": process.id, "state": new.value, "previous": old.value}
+        if new == ProcessState.READY and process.last_load_seconds is not None:
+            data["load_seconds"] = round(process.last_load_seconds, 4)
+            self.policy.record_load(process.id, process.last_load_seconds)
+        self.events.publish("model.state", **data)
+        self.logs.ring("proxy").write(f"model {process.id}: {old.value} → {new.value}")
+        if self._on_model_event:
+            self._on_model_event(process.id, new.value, data)
+        if new == ProcessState.FAILED and old == ProcessState.READY:
+            self._queue.put_nowait(("tick", None))
+
+    async def _run(self) -> None:
+        handlers = {
+            "request": self._on_request,
+            "cancel": lambda t: self.scheduler.on_cancel(t),
+            "serve_done": lambda m: self.scheduler.on_serve_done(m) if m in self.processes else None,
+            "swap_done": lambda e: self.scheduler.on_swap_done(*e),
+            "unload": self._on_unload,
+            "reload": self._on_reload,
+            "tick": lambda _: self._on_tick(),
+        }
+        while True:
+            kind, payload = await self._queue.get()
+            if kind == "shutdown":
+                self.scheduler.on_shutdown(GatewayShuttingDown("the gateway is shutting down"))
+                return
+            try:
+                handlers[kind](payload)
+            except Exception:  # a bug here must not wedge every future request
+                log.exception("swap engine failed handling %s", kind)
+
+    def _on_request(self, ticket: Ticket) -> None:
+        self._last_used[ticket.model] = time.monotonic()
+        self.scheduler.on_request(ticket)
+
+    def _on_unload(self, payload: tuple[list[str], str, asyncio.Future[None]]) -> None:
+        targets, reason, done = payload
+        self.scheduler.on_unload(targets, reason)
+        self._spawn(self._wait_stopped(targets, done))
+
+    async def _wait_stopped(self, targets: list[str], done: asyncio.Future[None]) -> None:
+        try:
+            for model_id in targets:
+                process = self.processes.get(model_id)
+                if process is not None:
+                    async with process._lock:  # noqa: SLF001 - waits for the stop in progress
+                        pass
+        finally:
+            if not done.done():
+                done.set_result(None)
+
+    def _on_reload(self, payload: tuple[Config, asyncio.Future[None]]) -> None:
+        config, done = payload
+        self._apply_config(config)
+        retired, self._retired = self._retired, []
+
+        async def stop_retired() -> None:
+            try:
+                await asyncio.gather(*(p.stop("config changed") for p in retired), return_exceptions=True)
+            finally:
+                if not done.done():
+                    done.set_result(None)
+
+        self._spawn(stop_retired())
+        self.scheduler.on_tick()
+
+    def _on_tick(self) -> None:
+        now = time.monotonic()
+        expired = []
+        for model_id, process in self.processes.items():
+            ttl = process.config.ttl
+            if ttl <= 0 or process.state != ProcessState.READY or self.scheduler.is_busy(model_id):
+                continue
+            if now - self._last_used.get(model_id, process.ready_at or now) >= ttl:
+                expired.append(model_id)
+        if expired:
+            self.scheduler.on_unload(expired, "ttl")
+        self.scheduler.on_tick()
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            self._queue.put_nowait(("tick", None))
+
+    async def _swap(self, target: str, evict: list[str]) -> None:
+        error: Exception | None = None
+        try:
+            if evict:
+                self.swap_count += 1
+                await asyncio.gather(*(self.processes[m].stop(f"swap to {target}") for m in evict))
+            await self.processes[target].ensure_ready()
+        except Exception as exc:  # reported to the waiting requests
+            error = exc
+        self._queue.put_nowait(("swap_done", (target, error)))
+
+    async def _preload(self, model_id: str) -> None:
+        try:
+            lease = await self.acquire(model_id)
+        except Exception as exc:
+            self.logs.ring("proxy").write(f"preload of {model_id} failed: {exc}")
+            return
+        self.release(lease)
+
+    async def _stop_all(self) -> None:
+        processes = list(self.processes.values()) + list(getattr(self, "_retired", []))
+        await asyncio.gather(*(p.shutdown() for p in processes), return_exceptions=True)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
+
+
+class _EngineEffects:
+    def __init__(self, engine: SwapEngine):
+        self.engine = engine
+
+    def model_state(self, model_id: str) -> ProcessState | None:
+        process = self.engine.processes.get(model_id)
+        return process.state if process else None
+
+    def running_models(self) -> Iterable[str]:
+        return [
+            m for m, p in self.engine.processes.items() if p.state in (ProcessState.READY, ProcessState.STARTING)
+        ]
+
+    def start_swap(self, model_id: str, evict: list[str]) -> None:
+        self.engine._spawn(self.engine._swap(model_id, evict))  # noqa: SLF001
+
+    def grant(self, ticket: Ticket) -> bool:
+        future: asyncio.Future[None] = ticket.context
+        if future.done():
+            return False
+        future.set_result(None)
+        return True
+
+    def fail(self, ticket: Ticket, error: Exception) -> None:
+        future: asyncio.Future[None] = ticket.context
+        if not future.done():
+            future.set_exception(error)
+
+    def stop_models(self, model_ids: list[str], reason: str) -> None:
+        for model_id in model_ids:
+            process = self.engine.processes.get(model_id)
+            if process is not None:
+                self.engine._spawn(process.stop(reason))  # noqa: SLF001

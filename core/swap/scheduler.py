@@ -1,0 +1,280 @@
+"""FIFO request scheduler with collation, priorities and a starvation bound.
+
+The scheduler is a synchronous state machine. It is driven by events (a request
+arrived, a swap finished, a request finished, an unload, shutdown) from exactly
+one owner — :class:`core.swap.engine.SwapEngine`'s run task — and performs side
+effects only through :class:`Effects`. That makes it testable with a fake
+effects object and a controllable clock: no processes, no sockets, no sleeping.
+
+Decision tree for a request for model M:
+
+1. Unknown model → rejected.
+2. Over M's concurrency limit (running + waiting) → rejected with 429.
+3. A swap for M is in flight → wait for it (join).
+4. M is ready and nothing has to stop for it → granted now (collation: requests
+   for a ready or loading model are served before another swap starts),
+   unless a request that M's requests would keep waiting has waited longer
+   than the starvation bound.
+5. M's swap would stop a model that is busy, or collides with another swap in
+   flight → queued (priority first, then arrival order).
+6. Otherwise start a swap (in parallel with others whose evictions don't overlap).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from core.swap.policy import EvictionPolicy
+from core.upstream.process import ProcessState
+
+
+class ConcurrencyLimitError(Exception):
+    def __init__(self, model_id: str, limit: int):
+        super().__init__(f"too many requests for model {model_id}: its concurrency limit is {limit}")
+        self.model_id = model_id
+        self.limit = limit
+
+
+class UnknownModelError(Exception):
+    pass
+
+
+class ModelUnloadedError(Exception):
+    pass
+
+
+class Effects(Protocol):
+    def model_state(self, model_id: str) -> ProcessState | None: ...
+    def running_models(self) -> Iterable[str]: ...
+    def start_swap(self, model_id: str, evict: list[str]) -> None: ...
+    def grant(self, ticket: Ticket) -> bool: ...
+    def fail(self, ticket: Ticket, error: Exception) -> None: ...
+    def stop_models(self, model_ids: list[str], reason: str) -> None: ...
+
+
+_ticket_ids = itertools.count(1)
+
+
+@dataclass(eq=False)
+class Ticket:
+    """One request waiting for (or holding) a model."""
+
+    model: str
+    arrived: float
+    id: int = field(default_factory=lambda: next(_ticket_ids))
+    granted: bool = False
+    context: Any = None  # the engine's future, opaque here
+
+
+@dataclass
+class _Swap:
+    target: str
+    evict: list[str]
+    waiters: list[Ticket]
+
+
+class FifoScheduler:
+    def __init__(
+        self,
+        policy: EvictionPolicy,
+        effects: Effects,
+        *,
+        limits: dict[str, int],
+        priority: dict[str, int] | None = None,
+        starvation_bound: float = 10.0,
+        clock: Callable[[], float],
+        default_limit: int = 10,
+    ):
+        self.policy = policy
+        self.effects = effects
+        self.limits = limits
+        self.priority = priority or {}
+        self.starvation_bound = starvation_bound
+        self.clock = clock
+        self.default_limit = default_limit
+        self.queued: list[Ticket] = []
+        self.active: dict[str, _Swap] = {}
+        self.in_flight: dict[str, int] = {}
+        self.reserved: dict[str, int] = {}
+
+    # ----------------------------------------------------------------- events
+
+    def on_request(self, ticket: Ticket) -> None:
+        state = self.effects.model_state(ticket.model)
+        if state is None:
+            self.effects.fail(ticket, UnknownModelError(f"model {ticket.model} is not managed by this scheduler"))
+            return
+        limit = self.limits.get(ticket.model, self.default_limit)
+        if self.reserved.get(ticket.model, 0) >= limit:
+            self.effects.fail(ticket, ConcurrencyLimitError(ticket.model, limit))
+            return
+        self.reserved[ticket.model] = self.reserved.get(ticket.model, 0) + 1
+        if self._try_place(ticket, state):
+            return
+        self._enqueue(ticket)
+
+    def on_cancel(self, ticket: Ticket) -> None:
+        """A waiting caller went away. (A granted ticket is released with on_serve_done.)"""
+        if ticket.granted:
+            return
+        for swap in self.active.values():
+            if ticket in swap.waiters:
+                swap.waiters.remove(ticket)
+                self._release(ticket.model)
+                return
+        if ticket in self.queued:
+            self.queued.remove(ticket)
+            self._release(ticket.model)
+
+    def on_swap_done(self, model_id: str, error: Exception | None) -> None:
+        swap = self.active.pop(model_id, None)
+        if swap is None:
+            self._drain()
+            return
+        for waiter in swap.waiters:
+            if error is None:
+                self._grant(waiter)
+            else:
+                self._fail(waiter, error)
+        self._drain()
+
+    def on_serve_done(self, model_id: str) -> None:
+        self.in_flight[model_id] = self.in_flight.get(model_id, 0) - 1
+        self._release(model_id)
+        if self.in_flight[model_id] <= 0:
+            del self.in_flight[model_id]
+            self._drain()
+
+    def on_unload(self, targets: list[str], reason: str = "unload") -> None:
+        targets = [t for t in targets if self.effects.model_state(t) is not None]
+        target_set = set(targets)
+        for model_id in target_set & self.active.keys():
+            for waiter in self.active.pop(model_id).waiters:
+                self._fail(waiter, ModelUnloadedError(f"model {model_id} was unloaded"))
+        kept = []
+        for ticket in self.queued:
+            if ticket.model in target_set:
+                self._fail(ticket, ModelUnloadedError(f"model {ticket.model} was unloaded"))
+            else:
+                kept.append(ticket)
+        self.queued = kept
+        if targets:
+            self.effects.stop_models(targets, reason)
+        self._drain()
+
+    def on_shutdown(self, error: Exception) -> None:
+        for swap in self.active.values():
+            for waiter in swap.waiters:
+                self._fail(waiter, error)
+        self.active.clear()
+        for ticket in self.queued:
+            self._fail(ticket, error)
+        self.queued = []
+
+    def on_tick(self) -> None:
+        """Time passed: a queued request may have crossed the starvation bound."""
+        self._drain()
+
+    # ------------------------------------------------------------- inspection
+
+    def queued_for(self, model_id: str) -> int:
+        waiting = sum(1 for t in self.queued if t.model == model_id)
+        swap = self.active.get(model_id)
+        return waiting + (len(swap.waiters) if swap else 0)
+
+    def is_busy(self, model_id: str) -> bool:
+        return self.in_flight.get(model_id, 0) > 0 or model_id in self.active or self.queued_for(model_id) > 0
+
+    # --------------------------------------------------------------- internals
+
+    def _try_place(self, ticket: Ticket, state: ProcessState) -> bool:
+        """Join, grant or start a swap for `ticket`; False means it must wait in the queue."""
+        if ticket.model in self.active:
+            self.active[ticket.model].waiters.append(ticket)
+            return True
+        running = self._running_set(exclude=ticket.model)
+        evict = self.policy.evictions(ticket.model, running)
+        if self._collides(ticket.model, evict):
+            return False
+        if state == ProcessState.READY and not evict:
+            if self._held_for_starving(ticket.model):
+                return False
+            self._grant(ticket)
+            return True
+        if any(self.in_flight.get(m, 0) > 0 for m in evict):
+            return False
+        if self._held_for_starving(ticket.model, evict):
+            return False
+        self.active[ticket.model] = _Swap(ticket.model, evict, [ticket])
+        self.effects.start_swap(ticket.model, evict)
+        return True
+
+    def _held_for_starving(self, model_id: str, evict: list[str] | None = None) -> bool:
+        """True when serving `model_id` now would keep a starved queued request waiting longer."""
+        now = self.clock()
+        for waiting in self.queued:
+            if waiting.model == model_id or now - waiting.arrived < self.starvation_bound:
+                continue
+            their_evict = self.policy.evictions(waiting.model, self._running_set(exclude=waiting.model))
+            if model_id in their_evict:
+                return True
+            if evict and waiting.model in evict:
+                return True
+        return False
+
+    def _collides(self, target: str, evict: list[str]) -> bool:
+        for swap in self.active.values():
+            if swap.target == target:
+                continue
+            if target in swap.evict or swap.target in evict or set(evict) & set(swap.evict):
+                return True
+        return False
+
+    def _running_set(self, exclude: str) -> list[str]:
+        out = set(self.effects.running_models())
+        out.update(t for t in self.active if t != exclude)
+        out.discard(exclude)
+        return sorted(out)
+
+    def _enqueue(self, ticket: Ticket) -> None:
+        priority = self.priority.get(ticket.model, 0)
+        index = len(self.queued)
+        for i, queued in enumerate(self.queued):
+            if self.priority.get(queued.model, 0) < priority:
+                index = i
+                break
+        self.queued.insert(index, ticket)
+
+    def _drain(self) -> None:
+        if not self.queued:
+            return
+        pending, self.queued = self.queued, []
+        for ticket in pending:
+            state = self.effects.model_state(ticket.model)
+            if state is None:
+                self._fail(ticket, UnknownModelError(f"model {ticket.model} is no longer configured"))
+                continue
+            # tickets placed back keep their order; later ones see them as older waiters
+            if not self._try_place(ticket, state):
+                self.queued.append(ticket)
+
+    def _grant(self, ticket: Ticket) -> None:
+        if self.effects.grant(ticket):
+            ticket.granted = True
+            self.in_flight[ticket.model] = self.in_flight.get(ticket.model, 0) + 1
+        else:
+            self._release(ticket.model)
+
+    def _fail(self, ticket: Ticket, error: Exception) -> None:
+        self._release(ticket.model)
+        self.effects.fail(ticket, error)
+
+    def _release(self, model_id: str) -> None:
+        count = self.reserved.get(model_id, 0) - 1
+        if count <= 0:
+            self.reserved.pop(model_id, None)
+        else:
+            self.reserved[model_id] = count
