@@ -181,10 +181,10 @@ class ProxyExchange:
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()
-            self.status = self.status or 499
+            self.status = 499  # nginx's "client closed request"
             self.error = self.error or "client disconnected"
         except ClientDisconnected:
-            self.status = self.status or 499
+            self.status = 499
             self.error = self.error or "client disconnected"
         finally:
             if watcher is not None:
@@ -320,7 +320,7 @@ class ProxyExchange:
         scraper = self.scraper = UsageScraper(content_type, started_at=self.started)
         is_stream = "text/event-stream" in content_type or "content-length" not in response.headers
         headers = [(k, v) for k, v in response.headers.raw if k.lower() not in RESPONSE_DROP]
-        if is_stream:
+        if is_stream and "x-accel-buffering" not in response.headers:
             headers.append((b"x-accel-buffering", b"no"))
         await self._send_start(self.status, headers)
         try:
