@@ -18,9 +18,10 @@ from api.db.engine import make_alchemy_config
 from api.settings import Settings
 from api.workers.request_log import RequestLogWriter
 from core.config import Config, ConfigError, load_config
-from core.config.schema import PeerConfig, Timeouts
+from core.config.schema import PeerConfig, ProfileConfig, Timeouts
 from core.events import EventBus
 from core.logbook import LogBook
+from core.selectors import SelectorRouter
 from core.swap.engine import SwapEngine
 
 log = logging.getLogger("switchyard")
@@ -48,6 +49,8 @@ class Runtime:
             trust_env=False,
         )
         self._peer_clients: dict[str, tuple[PeerConfig, httpx.AsyncClient]] = {}
+        self.selectors = SelectorRouter(config)
+        self.active_profile: str | None = config.startup_profile or None
         self._config_mtime: float | None = None
         self._watch_task: asyncio.Task[None] | None = None
 
@@ -72,6 +75,16 @@ class Runtime:
         for _, client in self._peer_clients.values():
             await client.aclose()
         await self.alchemy.get_engine().dispose()
+
+    @property
+    def active_profile_config(self) -> ProfileConfig | None:
+        return self.config.profiles.get(self.active_profile) if self.active_profile else None
+
+    def set_profile(self, profile: str | None) -> None:
+        if profile is not None and profile not in self.config.profiles:
+            raise KeyError(profile)
+        self.active_profile = profile
+        self.events.publish("profile.changed", active=profile)
 
     def peer_client(self, peer: PeerConfig) -> httpx.AsyncClient:
         cached = self._peer_clients.get(peer.id)
@@ -102,6 +115,8 @@ class Runtime:
     async def reload_config(self, config: Config) -> None:
         await self.engine.reload(config)
         self.config = config
+        self.selectors = SelectorRouter(config)
+        self.active_profile = config.startup_profile or None  # llama-swap: a reload selects the startup profile
         self.events.publish("config.reloaded", models=len(config.models))
         self.logs.ring("proxy").write("config reloaded")
 

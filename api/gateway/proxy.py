@@ -28,6 +28,7 @@ import msgspec
 from api.gateway.errors import Family, GatewayError, error_body, sse_error_event
 from core.catalog import known_model_ids, list_models
 from core.routing import Target, needs_rewrite, resolve_target, rewrite_body
+from core.selectors import ModelDisabled, apply_profile
 from core.swap.engine import GatewayShuttingDown, Lease
 from core.swap.scheduler import ConcurrencyLimitError, ModelUnloadedError, UnknownModelError
 from core.tokens import UsageScraper
@@ -84,6 +85,27 @@ ENDPOINTS: dict[str, Endpoint] = {
     "/sdapi/v1/img2img": Endpoint(Family.OPENAI),
 }
 GATEWAY_PATHS = frozenset(ENDPOINTS) | {"/v1/models"}
+LOADING_STATE_PATHS = frozenset({"/v1/chat/completions"})
+
+
+PASSTHROUGH = Endpoint(Family.OPENAI, model_from="path")
+
+
+def split_upstream_path(runtime: Runtime, rest: str) -> tuple[str, str] | None:
+    """Split `<model>/<path>` where model ids may contain slashes: the longest known prefix wins."""
+    config = runtime.config
+    profile = runtime.active_profile_config
+    segments = rest.split("/")
+    for end in range(len(segments), 0, -1):
+        candidate = "/".join(segments[:end])
+        known = (
+            config.real_model_id(candidate) is not None
+            or config.resolve_peer_model(candidate) is not None
+            or (profile is not None and candidate in profile.pins)
+        )
+        if known:
+            return candidate, "/" + "/".join(segments[end:])
+    return None
 
 
 class ClientDisconnected(Exception):
@@ -98,7 +120,7 @@ class GatewayApp:
 
     @staticmethod
     def handles(path: str) -> bool:
-        return path in GATEWAY_PATHS
+        return path in GATEWAY_PATHS or path.startswith("/upstream/")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
@@ -107,6 +129,9 @@ class GatewayApp:
         family = endpoint.family if endpoint else Family.OPENAI
         if method == "OPTIONS":
             await self._preflight(scope, send)
+            return
+        if path.startswith("/upstream/"):
+            await self._passthrough(scope, receive, send)
             return
         if path == "/v1/models":
             if method != "GET":
@@ -119,6 +144,14 @@ class GatewayApp:
             await _send_error(send, family, 405, f"method {method} not allowed; use POST")
             return
         await ProxyExchange(self.runtime, scope, receive, send, endpoint).run()
+
+    async def _passthrough(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """`/upstream/<model>/<path>`: any method, any path, straight to the model's server (loads on demand)."""
+        split = split_upstream_path(self.runtime, scope["path"][len("/upstream/") :])
+        if split is None:
+            await _send_error(send, Family.OPENAI, 404, "no model matches this /upstream/ path", "model_not_found")
+            return
+        await ProxyExchange(self.runtime, scope, receive, send, PASSTHROUGH, passthrough=split).run()
 
     async def _preflight(self, scope: Scope, send: Send) -> None:
         headers = dict(scope["headers"])
@@ -142,18 +175,30 @@ class GatewayApp:
 class ProxyExchange:
     """One proxied request/response, from body to log record."""
 
-    def __init__(self, runtime: Runtime, scope: Scope, receive: Receive, send: Send, endpoint: Endpoint):
+    def __init__(
+        self,
+        runtime: Runtime,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        endpoint: Endpoint,
+        *,
+        passthrough: tuple[str, str] | None = None,
+    ):
         self.runtime = runtime
         self.scope = scope
         self.receive = receive
         self._send = send
         self.endpoint = endpoint
         self.family = endpoint.family
+        #: for /upstream/<model>/<path>: (model name, path to forward)
+        self.passthrough = passthrough
         self.started = time.perf_counter()
         self.created_at = datetime.now(UTC)
         self.status = 0
         self.model: str | None = None
         self.target: Target | None = None
+        self.selector: tuple[str, str] | None = None  # (selector id, chosen target) to release
         self.streamed = False
         self.error: str | None = None
         self.scraper: UsageScraper | None = None
@@ -166,15 +211,23 @@ class ProxyExchange:
         try:
             body = await self._read_body()
             watcher = asyncio.create_task(self._watch_disconnect(asyncio.current_task()))  # type: ignore[arg-type]
-            body, target = self._route(body)
+            if self.passthrough is not None:
+                target = self._route_passthrough()
+            else:
+                body, target = self._route(body)
             if target.kind == "local":
-                lease = await self._acquire(target)
+                lease = await self._acquire_local(target)
             await self._forward(body, target, lease)
         except GatewayError as exc:
             self.status = exc.status
             self.error = exc.message
-            if not self.response_started and not self.client_gone:
+            if self.client_gone:
+                pass
+            elif not self.response_started:
                 await _send_error(self._send, self.family, exc.status, exc.message, exc.code, exc.headers)
+            else:  # a loading stream is open: end it with an error event
+                with contextlib.suppress(ClientDisconnected):
+                    await self._send_body(sse_error_event(self.family, exc.message), more=False)
         except asyncio.CancelledError:
             if not self.client_gone:
                 raise
@@ -191,6 +244,8 @@ class ProxyExchange:
                 watcher.cancel()
             if lease is not None:
                 self.runtime.engine.release(lease)
+            if self.selector is not None:
+                self.runtime.selectors.release(*self.selector)
             self._record()
 
     # ------------------------------------------------------------------ input
@@ -235,24 +290,69 @@ class ProxyExchange:
         except msgspec.DecodeError as exc:
             raise GatewayError(400, f"request body is not valid JSON: {exc}") from None
         self.streamed = bool(fields.stream)
-        config = self.runtime.config
         if not fields.model:
             raise GatewayError(
-                404, f"no model given; available models: {', '.join(known_model_ids(config))}", code="model_not_found"
-            )
-        self.model = fields.model
-        target = resolve_target(config, fields.model)
-        if target is None:
-            raise GatewayError(
                 404,
-                f"model {fields.model!r} not found; available models: {', '.join(known_model_ids(config))}",
+                f"no model given; available models: {', '.join(known_model_ids(self.runtime.config))}",
                 code="model_not_found",
             )
-        self.target = target
+        self.model = fields.model
+        target = self.target = self._resolve(fields.model, allow_selectors=True)
         if needs_rewrite(target):
             data = _decode_any(body)
             body = _encode(rewrite_body(data, target))
         return body, target
+
+    def _route_passthrough(self) -> Target:
+        assert self.passthrough is not None
+        name, rest = self.passthrough
+        self.model = name
+        self.target = self._resolve(name, allow_selectors=False)
+        return self.target
+
+    def _resolve(self, name: str, *, allow_selectors: bool) -> Target:
+        runtime = self.runtime
+        config = runtime.config
+        try:
+            routed = apply_profile(runtime.active_profile_config, name)
+        except ModelDisabled as exc:
+            raise GatewayError(404, str(exc), code="model_disabled") from None
+        if allow_selectors and runtime.selectors.is_selector(routed):
+            chosen = runtime.selectors.choose(routed, runtime.engine.states())
+            self.selector = (routed, chosen)
+            routed = chosen
+        target = resolve_target(config, routed)
+        if target is None:
+            raise GatewayError(
+                404,
+                f"model {name!r} not found; available models: {', '.join(known_model_ids(config))}",
+                code="model_not_found",
+            )
+        return target
+
+    # ---------------------------------------------------------------- acquire
+
+    async def _acquire_local(self, target: Target) -> Lease | None:
+        engine = self.runtime.engine
+        assert target.model is not None
+        if self.passthrough is not None and self._ignored_passthrough_path():
+            # ignored paths (static assets, UI polling) never trigger a swap
+            if engine.state_of(target.model_id) != "ready":
+                raise GatewayError(503, f"model {target.model_id} is not loaded (path ignored by upstream.ignorePaths)")
+            return None
+        if (
+            self.streamed
+            and target.model.send_loading_state
+            and self.scope["path"] in LOADING_STATE_PATHS
+            and engine.state_of(target.model_id) != "ready"
+        ):
+            return await self._acquire_with_loading_stream(target)
+        return await self._acquire(target)
+
+    def _ignored_passthrough_path(self) -> bool:
+        assert self.passthrough is not None
+        rest = self.passthrough[1]
+        return any(pattern.search(rest) for pattern in self.runtime.config.upstream_ignore_paths)
 
     async def _acquire(self, target: Target) -> Lease:
         try:
@@ -266,9 +366,34 @@ class ProxyExchange:
         except UnknownModelError as exc:
             raise GatewayError(404, str(exc), code="model_not_found") from None
 
+    async def _acquire_with_loading_stream(self, target: Target) -> Lease:
+        """Open the SSE stream now and show load progress in the reasoning field (llama-swap's sendLoadingState)."""
+        await self._send_start(200, [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
+                                     (b"x-accel-buffering", b"no")])  # fmt: skip
+        self.status = 200
+        started = time.perf_counter()
+        await self._send_body(loading_event(f"Switchyard is loading model {target.model_id}\n"), more=True)
+
+        async def tick() -> None:
+            while True:
+                await asyncio.sleep(0.75)
+                await self._send_body(loading_event("."), more=True)
+
+        ticker = asyncio.create_task(tick())
+        try:
+            lease = await self._acquire(target)
+        finally:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ClientDisconnected):
+                await ticker
+        await self._send_body(loading_event(f"\nDone! ({time.perf_counter() - started:.2f}s)\n\n"), more=True)
+        return lease
+
     # ---------------------------------------------------------------- forward
 
-    def _upstream_request(self, body: bytes, target: Target, lease: Lease | None) -> tuple[httpx.AsyncClient, httpx.Request, float]:
+    def _upstream_request(
+        self, body: bytes, target: Target, lease: Lease | None
+    ) -> tuple[httpx.AsyncClient, httpx.Request, float]:
         scope = self.scope
         headers: list[tuple[bytes, bytes]] = []
         for name, value in scope["headers"]:
@@ -277,24 +402,25 @@ class ProxyExchange:
             headers.append((name, value))
         headers.append((b"accept-encoding", b"identity"))
         query = scope.get("query_string") or b""
-        path = scope["path"] + ("?" + query.decode("latin-1") if query else "")
+        path = self.passthrough[1] if self.passthrough is not None else scope["path"]
+        path += "?" + query.decode("latin-1") if query else ""
         runtime = self.runtime
         global_timeout = runtime.settings.upstream_header_timeout
-        if lease is not None:
+        if target.kind == "local":
             assert target.model is not None
-            url = lease.base_url + path
+            base = lease.base_url if lease is not None else target.model.proxy
             client = runtime.local_http
             header_timeout = target.model.timeouts.response_header or global_timeout
         else:
             peer = target.peer
             assert peer is not None
-            url = peer.proxy + path
+            base = peer.proxy
             if peer.api_key:
                 headers.append((b"authorization", b"Bearer " + peer.api_key.encode()))
                 headers.append((b"x-api-key", peer.api_key.encode()))
             client = runtime.peer_client(peer)
             header_timeout = peer.timeouts.response_header or global_timeout
-        request = client.build_request(scope["method"], url, headers=headers, content=body)
+        request = client.build_request(scope["method"], base + path, headers=headers, content=body)
         return client, request, header_timeout
 
     async def _forward(self, body: bytes, target: Target, lease: Lease | None) -> None:
@@ -315,14 +441,21 @@ class ProxyExchange:
             await response.aclose()
 
     async def _relay(self, response: httpx.Response) -> None:
-        self.status = response.status_code
         content_type = response.headers.get("content-type", "")
         scraper = self.scraper = UsageScraper(content_type, started_at=self.started)
-        is_stream = "text/event-stream" in content_type or "content-length" not in response.headers
-        headers = [(k, v) for k, v in response.headers.raw if k.lower() not in RESPONSE_DROP]
-        if is_stream and "x-accel-buffering" not in response.headers:
-            headers.append((b"x-accel-buffering", b"no"))
-        await self._send_start(self.status, headers)
+        if self.response_started:
+            # a loading stream already sent headers: only an SSE body can follow
+            if response.status_code >= 400:
+                await response.aread()
+                message = f"upstream answered {response.status_code}: {response.text[:500]}"
+                raise GatewayError(response.status_code, message)
+        else:
+            self.status = response.status_code
+            is_stream = "text/event-stream" in content_type or "content-length" not in response.headers
+            headers = [(k, v) for k, v in response.headers.raw if k.lower() not in RESPONSE_DROP]
+            if is_stream and "x-accel-buffering" not in response.headers:
+                headers.append((b"x-accel-buffering", b"no"))
+            await self._send_start(self.status, headers)
         try:
             async for chunk in response.aiter_raw():
                 scraper.feed(chunk)
@@ -377,6 +510,10 @@ class ProxyExchange:
             "error": self.error,
         }
         self.runtime.request_completed(record)
+
+
+def loading_event(text: str) -> bytes:
+    return b"data: " + _encode({"choices": [{"index": 0, "delta": {"reasoning_content": text}}]}) + b"\n\n"
 
 
 async def _send_json(send: Send, status: int, body: bytes, extra: dict[str, str] | None = None) -> None:

@@ -157,6 +157,14 @@ class SwapEngine:
             )
         return out
 
+    def states(self) -> dict[str, str]:
+        """Current process state of every local model, by id."""
+        return {model_id: process.state.value for model_id, process in self.processes.items()}
+
+    def state_of(self, model_id: str) -> str | None:
+        process = self.processes.get(model_id)
+        return process.state.value if process else None
+
     def in_flight_total(self) -> int:
         return sum(self.scheduler.in_flight.values())
 
