@@ -18,6 +18,9 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from api import __version__
+from api.admin.events import events
+from api.admin.logs import logs_history, logs_stream, logs_stream_all
+from api.admin.models import ModelLifecycleController, ProfileController, running
 from api.admin.requests import RequestController
 from api.admin.system import health
 from api.gateway.proxy import GatewayApp
@@ -48,7 +51,10 @@ def build_litestar(runtime: Runtime) -> Litestar:
         await runtime.stop()
 
     app = Litestar(
-        route_handlers=[health, RequestController],
+        route_handlers=[
+            health, RequestController, running, ModelLifecycleController, ProfileController,
+            logs_history, logs_stream_all, logs_stream, events,
+        ],  # fmt: skip
         plugins=[SQLAlchemyPlugin(config=runtime.alchemy)],
         on_startup=[on_startup],
         on_shutdown=[on_shutdown],

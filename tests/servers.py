@@ -23,6 +23,27 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def free_port_block(count: int = 10) -> int:
+    """The first of `count` consecutive free ports, below the kernel's ephemeral range (no clash with free_port)."""
+    import random
+
+    for _ in range(200):
+        base = random.randrange(20000, 30000 - count)
+        sockets = []
+        try:
+            for port in range(base, base + count):
+                sock = socket.socket()
+                sockets.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise RuntimeError("no free port block")
+
+
 def llama_server_bin() -> str:
     """The real llama-server: LLAMA_SERVER_BIN, then PATH, then ../shared. Missing is a failure, never a skip."""
     candidates = [os.environ.get("LLAMA_SERVER_BIN"), shutil.which("llama-server"), str(SHARED / "llama/llama-server")]

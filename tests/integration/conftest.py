@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import ROOT, GatewayProcess, free_port
+from tests.servers import ROOT, GatewayProcess, free_port_block
 
 FAKE_UPSTREAM = ROOT / "tests/upstreams/fake_openai.py"
 
@@ -30,7 +30,7 @@ def gateway_factory(tmp_path: Path) -> Iterator[GatewayFactory]:
     started: list[GatewayProcess] = []
 
     def start(config: str, env: dict[str, str] | None = None, start_port: int | None = None) -> GatewayProcess:
-        text = f"startPort: {start_port or free_port()}\n" + textwrap.dedent(config)
+        text = f"startPort: {start_port or free_port_block()}\n" + textwrap.dedent(config)
         workdir = tmp_path / f"gw{len(started)}"
         workdir.mkdir()
         gateway = GatewayProcess(workdir, text, env)
