@@ -33,6 +33,7 @@ from core.config.schema import (
     split_command,
 )
 from core.config.source import Path, Position, YamlSyntaxError, format_path, parse_yaml, position_of
+from core.swap.matrix import check_matrix
 
 TOP_LEVEL_KEYS = {
     "healthCheckTimeout", "logLevel", "logTimeFormat", "logToStdout", "logRequests", "store",
@@ -577,8 +578,6 @@ def _build_matrix(raw: Any, path: Path, models: dict[str, ModelConfig], r: _Read
         if not isinstance(target, str):
             r.report(path + ("vars", name), "must be a model id")
             continue
-        if target not in models:
-            (r.report if active else r.warn)(path + ("vars", name), f"var {name!r} refers to unknown model {target!r}")
         vars_[name] = target
     costs: dict[str, float] = {}
     for name, cost in r.mapping(m.get("evict_costs"), path + ("evict_costs",)).items():
@@ -592,7 +591,13 @@ def _build_matrix(raw: Any, path: Path, models: dict[str, ModelConfig], r: _Read
             r.report(path + ("sets", name), "must be a non-empty set expression")
             continue
         sets[name] = expression
-    return MatrixConfig(vars=vars_, evict_costs=costs, sets=sets)
+    matrix = MatrixConfig(vars=vars_, evict_costs=costs, sets=sets)
+    # Unknown models, refs, cycles and syntax errors; an inactive matrix (e.g. llama-swap's
+    # example, which names models it does not define) only warns.
+    _, problems = check_matrix(matrix, models, path=path)
+    for problem in problems:
+        r.report(problem.path, problem.message, "error" if active else "warning")
+    return matrix
 
 
 def _build_priority(top: dict[str, Any], models: dict[str, ModelConfig], aliases: dict[str, str], r: _Reader) -> dict[str, int]:

@@ -8,7 +8,8 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Protocol
 
-from core.config.schema import GroupConfig
+from core.config.schema import Config, GroupConfig
+from core.swap.matrix import MATRIX_PATH, LoadTimes, MatrixPolicy
 
 
 class EvictionPolicy(Protocol):
@@ -59,3 +60,16 @@ class GroupPolicy:
 
     def record_load(self, model_id: str, seconds: float) -> None:
         return None
+
+
+def policy_for(config: Config, *, load_times: LoadTimes | None = None) -> EvictionPolicy:
+    """The eviction policy `config.router` selects.
+
+    Pass the same `load_times` across config reloads so a matrix policy keeps
+    what it learned about load times.
+    """
+    if config.router == "matrix" and config.matrix is not None:
+        # problems point at the legacy top-level `matrix:` when that is where it came from
+        path = ("matrix",) if config.resolved.get("matrix") is not None else MATRIX_PATH
+        return MatrixPolicy(config.matrix, config.models, load_times=load_times, path=path)
+    return GroupPolicy(config.groups)

@@ -249,17 +249,18 @@ class FifoScheduler:
         self.queued.insert(index, ticket)
 
     def _drain(self) -> None:
-        if not self.queued:
-            return
-        pending, self.queued = self.queued, []
-        for ticket in pending:
+        # Each ticket is taken out only while it is tried, so the starvation check
+        # sees every other waiter, including starving ones queued behind it.
+        index = 0
+        while index < len(self.queued):
+            ticket = self.queued.pop(index)
             state = self.effects.model_state(ticket.model)
             if state is None:
                 self._fail(ticket, UnknownModelError(f"model {ticket.model} is no longer configured"))
                 continue
-            # tickets placed back keep their order; later ones see them as older waiters
             if not self._try_place(ticket, state):
-                self.queued.append(ticket)
+                self.queued.insert(index, ticket)
+                index += 1
 
     def _grant(self, ticket: Ticket) -> None:
         if self.effects.grant(ticket):
