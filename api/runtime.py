@@ -16,6 +16,7 @@ import httpx
 
 from api.db.engine import make_alchemy_config
 from api.settings import Settings
+from api.settings_store import RuntimeSettings, SettingsStore
 from api.workers.request_log import RequestLogWriter
 from core.config import Config, ConfigError, load_config
 from core.config.schema import PeerConfig, ProfileConfig, Timeouts
@@ -43,6 +44,7 @@ class Runtime:
         )
         self.alchemy = make_alchemy_config(settings.database_url)
         self.request_log = RequestLogWriter(self.alchemy.get_engine(), max_queue=settings.log_queue_size)
+        self.settings_store = SettingsStore(self.alchemy.get_engine())
         self.local_http = httpx.AsyncClient(
             timeout=httpx.Timeout(connect=30, read=None, write=None, pool=None),
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=256, keepalive_expiry=30),
@@ -58,7 +60,13 @@ class Runtime:
     def from_settings(cls, settings: Settings) -> Runtime:
         return cls(settings, load_config(settings.config_path))
 
+    @property
+    def live(self) -> RuntimeSettings:
+        """Admin-editable settings (retention, capture, require-auth, attribution)."""
+        return self.settings_store.current
+
     async def start(self) -> None:
+        await self.settings_store.load()
         await self.request_log.start()
         await self.engine.start()
         self._config_mtime = _mtime(self.settings.config_path)

@@ -14,6 +14,8 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
+ADMIN_TOKEN = "sy-test-admin-token-0123456789abcdef"
+ADMIN_HEADERS = {"authorization": f"Bearer {ADMIN_TOKEN}"}
 SHARED = ROOT.parent / "shared"
 
 
@@ -100,6 +102,9 @@ class GatewayProcess:
             "SWITCHYARD_DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'switchyard.db'}",
             "SWITCHYARD_LOG_LEVEL": "warn",
             "SWITCHYARD_ENV_FILE": str(workdir / ".env"),
+            # tests that are not about auth run open; auth tests turn it back on
+            "SWITCHYARD_REQUIRE_AUTH": "false",
+            "SWITCHYARD_ADMIN_TOKEN": ADMIN_TOKEN,
             **(env or {}),
         }
         self.proc: subprocess.Popen[bytes] | None = None

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from advanced_alchemy.base import BigIntBase
 from advanced_alchemy.types import DateTimeUTC
-from sqlalchemy import Boolean, Float, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, Float, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 
@@ -34,3 +34,13 @@ class RequestLog(BigIntBase):
     streamed: Mapped[bool] = mapped_column(Boolean, default=False)
     client_addr: Mapped[str | None] = mapped_column(String(64), nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class AppSetting(BigIntBase):
+    """Runtime settings editable from the admin API (one JSON value per key)."""
+
+    __tablename__ = "app_settings"
+
+    key: Mapped[str] = mapped_column(String(100), unique=True)
+    value: Mapped[dict] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))

@@ -22,7 +22,8 @@ import httpx
 from core.config.schema import Config, ModelConfig
 from core.events import EventBus
 from core.logbook import LogBook
-from core.swap.policy import EvictionPolicy, GroupPolicy
+from core.swap.matrix import LoadTimes
+from core.swap.policy import EvictionPolicy, policy_for
 from core.swap.scheduler import FifoScheduler, Ticket
 from core.upstream.process import ModelProcess, ProcessState
 
@@ -49,10 +50,6 @@ class Lease:
 PolicyFactory = Callable[[Config], EvictionPolicy]
 
 
-def default_policy(config: Config) -> EvictionPolicy:
-    return GroupPolicy(config.groups)
-
-
 class SwapEngine:
     def __init__(
         self,
@@ -60,13 +57,15 @@ class SwapEngine:
         *,
         logs: LogBook,
         events: EventBus | None = None,
-        policy_factory: PolicyFactory = default_policy,
+        policy_factory: PolicyFactory | None = None,
         starvation_bound: float = 10.0,
         on_model_event: Callable[[str, str, dict[str, Any]], None] | None = None,
     ):
         self.logs = logs
         self.events = events or EventBus()
-        self._policy_factory = policy_factory
+        # learned load times survive config reloads (the matrix policy's costs depend on them)
+        self.load_times = LoadTimes()
+        self._policy_factory = policy_factory or (lambda c: policy_for(c, load_times=self.load_times))
         self._starvation_bound = starvation_bound
         self._on_model_event = on_model_event
         self._http = httpx.AsyncClient(trust_env=False)

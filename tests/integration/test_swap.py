@@ -308,3 +308,26 @@ def test_config_hot_reload_keeps_unchanged_models_running(gateway_factory, llama
     wait_until(lambda: "config reload rejected" in httpx.get(gateway.base_url + "/logs").text, message="rejection")
     assert listed() == ["keep", "zz-added"]
     assert chat(gateway, "zz-added").status_code == 200
+
+
+def test_matrix_router_keeps_a_set_together_and_evicts_outside_it(gateway_factory, llama_bin, tiny_gguf, tag):
+    gateway = gateway_factory(
+        models_yaml(llama_bin, tiny_gguf, tag, ["llm", "tts", "big"])
+        + """
+routing:
+  router:
+    use: matrix
+    settings:
+      matrix:
+        vars: {l: llm, t: tts}
+        sets:
+          duo: "l & t"
+          alone: "big"
+"""
+    )
+    assert chat(gateway, "llm").status_code == 200
+    assert chat(gateway, "tts").status_code == 200
+    assert alive(f"{tag}-llm") and alive(f"{tag}-tts")  # both fit in the set "duo"
+    assert chat(gateway, "big").status_code == 200
+    wait_until(lambda: not alive(f"{tag}-llm") and not alive(f"{tag}-tts"), message="duo evicted for big")
+    assert alive(f"{tag}-big")
