@@ -6,7 +6,7 @@ from datetime import datetime
 
 from advanced_alchemy.base import BigIntBase
 from advanced_alchemy.types import DateTimeUTC
-from sqlalchemy import JSON, Boolean, Float, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, Float, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 
@@ -17,6 +17,8 @@ class RequestLog(BigIntBase):
     __table_args__ = (
         Index("ix_request_logs_created_at", "created_at"),
         Index("ix_request_logs_model", "model"),
+        Index("ix_request_logs_api_key_id", "api_key_id"),
+        Index("ix_request_logs_session_id", "session_id"),
     )
 
     created_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
@@ -34,6 +36,24 @@ class RequestLog(BigIntBase):
     streamed: Mapped[bool] = mapped_column(Boolean, default=False)
     client_addr: Mapped[str | None] = mapped_column(String(64), nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # accounting (issue 4): bytes, extra token kinds, cost, bounded capture (zlib JSON, see core.capture)
+    request_bytes: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    response_bytes: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    cache_creation_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    reasoning_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    cost_usd: Mapped[float | None] = mapped_column(Float, nullable=True)
+    cost_known: Mapped[bool] = mapped_column(Boolean, default=False)
+    capture: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True, deferred=True)
+    # access (issue 5): who asked, attribution, the routing decision and credential audit
+    api_key_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    api_key_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    client_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    end_user: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    session_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    policy_rule_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    policy_action: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    routed_model: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    credentials_used: Mapped[list | None] = mapped_column(JSON, nullable=True)
 
 
 class AppSetting(BigIntBase):
