@@ -19,7 +19,9 @@ from api.settings import Settings
 from api.settings_store import RuntimeSettings, SettingsStore
 from api.workers.request_log import RequestLogWriter
 from core.config import Config, ConfigError, load_config
-from core.config.schema import PeerConfig, ProfileConfig, Timeouts
+from core.config.schema import ProfileConfig, Timeouts
+from core.pricing import PricingCatalog
+from core.routing import Target
 from core.events import EventBus
 from core.logbook import LogBook
 from core.selectors import SelectorRouter
@@ -30,6 +32,11 @@ log = logging.getLogger("switchyard")
 
 def _timeout(t: Timeouts) -> httpx.Timeout:
     return httpx.Timeout(connect=t.connect or None, read=None, write=None, pool=None)
+
+
+def _scheme_host(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    return scheme + "://" + rest.split("/", 1)[0]
 
 
 class Runtime:
@@ -50,7 +57,8 @@ class Runtime:
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=256, keepalive_expiry=30),
             trust_env=False,
         )
-        self._peer_clients: dict[str, tuple[PeerConfig, httpx.AsyncClient]] = {}
+        self._remote_clients: dict[tuple[str, bool, Timeouts], httpx.AsyncClient] = {}
+        self.pricing = PricingCatalog.load(settings.pricing_path or None)
         self.selectors = SelectorRouter(config)
         self.active_profile: str | None = config.startup_profile or None
         self._config_mtime: float | None = None
@@ -80,7 +88,7 @@ class Runtime:
         await self.engine.shutdown()
         await self.request_log.close()
         await self.local_http.aclose()
-        for _, client in self._peer_clients.values():
+        for client in self._remote_clients.values():
             await client.aclose()
         await self.alchemy.get_engine().dispose()
 
@@ -94,15 +102,18 @@ class Runtime:
         self.active_profile = profile
         self.events.publish("profile.changed", active=profile)
 
-    def peer_client(self, peer: PeerConfig) -> httpx.AsyncClient:
-        cached = self._peer_clients.get(peer.id)
-        if cached is not None and cached[0] == peer:
-            return cached[1]
-        client = httpx.AsyncClient(timeout=_timeout(peer.timeouts), trust_env=False, follow_redirects=False)
-        if cached is not None:
-            stale = cached[1]
-            asyncio.get_running_loop().call_later(60, lambda: asyncio.ensure_future(stale.aclose()))
-        self._peer_clients[peer.id] = (peer, client)
+    def remote_client(self, target: Target) -> httpx.AsyncClient:
+        """A pooled client per remote host, TLS verification setting and timeouts (peers, direct upstreams)."""
+        key = (_scheme_host(target.base_url), target.insecure, target.timeouts)
+        client = self._remote_clients.get(key)
+        if client is None:
+            client = self._remote_clients[key] = httpx.AsyncClient(
+                timeout=_timeout(target.timeouts),
+                verify=not target.insecure,
+                trust_env=False,
+                follow_redirects=False,
+                limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
+            )
         return client
 
     def request_completed(self, record: dict[str, Any]) -> None:
@@ -110,6 +121,7 @@ class Runtime:
         self.request_log.submit(record)
         self.events.publish(
             "request.completed",
+            cost_usd=record.get("cost_usd"),
             model=record["model"],
             path=record["path"],
             status=record["status_code"],

@@ -2,28 +2,42 @@
 
 Order, as llama-swap: a local model id, then an alias (including setParamsByID
 keys), then a fully qualified `peer/model`, then an unqualified id served by
-exactly one peer.
+exactly one peer. A local model may instead name a remote API (`upstream:`,
+a Switchyard extension); routing policies can also send a request to a remote
+API directly (:func:`direct_target`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from core.config.schema import Config, Filters, ModelConfig, PeerConfig
+from core.config.schema import Config, Filters, ModelConfig, PeerConfig, Timeouts
 
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    kind: Literal["local", "peer"]
+    kind: Literal["local", "peer", "direct"]
     requested: str
-    model_id: str  # local model id, or the peer's own model id
+    model_id: str  # local model id, or the remote side's own model id
     model: ModelConfig | None = None
     peer: PeerConfig | None = None
+    base_url: str = ""  # remote base URL (peer proxy or direct upstream)
+    api_key: str = ""  # injected for the remote side, when set
+    pass_auth: bool = False  # forward the client's own Authorization / x-api-key
+    insecure: bool = False
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    remote_model: str = ""  # model name the remote expects (direct routes)
+
+    @property
+    def needs_process(self) -> bool:
+        return self.kind == "local"
 
     @property
     def upstream_model_name(self) -> str:
         """The `model` value the upstream receives."""
+        if self.remote_model:
+            return self.remote_model
         if self.model is not None:
             return self.model.use_model_name or self.requested
         return self.model_id
@@ -32,23 +46,55 @@ class Target:
     def filters(self) -> Filters:
         if self.model is not None:
             return self.model.filters
-        assert self.peer is not None
-        return self.peer.filters
+        if self.peer is not None:
+            return self.peer.filters
+        return Filters()
 
     @property
     def display_id(self) -> str:
-        return self.model_id if self.kind == "local" else f"{self.peer.id}/{self.model_id}"  # type: ignore[union-attr]
+        if self.kind == "peer":
+            return f"{self.peer.id}/{self.model_id}"  # type: ignore[union-attr]
+        return self.model_id
 
 
 def resolve_target(config: Config, name: str) -> Target | None:
     real = config.real_model_id(name)
     if real is not None:
-        return Target("local", name, real, model=config.models[real])
+        model = config.models[real]
+        if model.upstream is not None:
+            u = model.upstream
+            return Target(
+                "direct", name, real, model=model, base_url=u.url, api_key=u.api_key,
+                pass_auth=u.pass_auth, insecure=u.insecure, timeouts=model.timeouts,
+            )  # fmt: skip
+        return Target("local", name, real, model=model, timeouts=model.timeouts)
     peer_model = config.resolve_peer_model(name)
     if peer_model is not None:
         peer_id, model_id = peer_model
-        return Target("peer", name, model_id, peer=config.peers[peer_id])
+        peer = config.peers[peer_id]
+        return Target(
+            "peer", name, model_id, peer=peer, base_url=peer.proxy, api_key=peer.api_key,
+            pass_auth=peer.pass_auth, insecure=peer.insecure, timeouts=peer.timeouts,
+        )  # fmt: skip
     return None
+
+
+def direct_target(
+    requested: str, base_url: str, *, model: str = "", api_key: str = "", pass_auth: bool = False,
+    insecure: bool = False,
+) -> Target:  # fmt: skip
+    """A request a routing policy sends straight to a remote API."""
+    return Target(
+        "direct", requested, model or requested, base_url=base_url.rstrip("/"), api_key=api_key,
+        pass_auth=pass_auth, insecure=insecure, timeouts=Timeouts(response_header=0), remote_model=model,
+    )  # fmt: skip
+
+
+def join_url(base_url: str, path: str) -> str:
+    """`base + path`, without doubling `/v1` when the base already ends with it (…/api/v1 + /v1/chat)."""
+    if base_url.endswith("/v1") and (path.startswith("/v1/") or path == "/v1"):
+        return base_url + path[3:]
+    return base_url + path
 
 
 def needs_rewrite(target: Target) -> bool:
@@ -60,7 +106,7 @@ def needs_rewrite(target: Target) -> bool:
 
 
 def rewrite_body(body: dict[str, Any], target: Target) -> dict[str, Any]:
-    """Apply useModelName / peer model name and the filters (stripParams, setParams, setParamsByID).
+    """Apply useModelName / the remote model name and the filters (stripParams, setParams, setParamsByID).
 
     `model` itself is never stripped or overridden by a filter.
     """

@@ -3,10 +3,11 @@
 Path of one request:
 
 1. read the body (bounded by the size limit: 413),
-2. read the model from it without parsing it twice (msgspec decodes only `model` and `stream`),
-3. resolve the model to a local model server or a peer,
-4. ask the swap engine for a ready local model (it may start, swap or queue),
-5. stream the upstream response back as it arrives while a scraper reads usage and timing,
+2. read the model from the JSON body, a multipart field or the query string (see endpoints.py),
+3. resolve it — active profile pins, selectors, local model / alias / peer / remote API,
+4. for a local model, ask the swap engine for a ready server (it may start, swap or queue),
+5. stream the upstream response back as it arrives while a scraper reads usage and timing
+   and a bounded capture keeps the first bytes of each body,
 6. put one record on the request-log queue (never waits for the database).
 
 A client that disconnects cancels the upstream request and frees its slot.
@@ -18,16 +19,24 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import msgspec
 
+from api.gateway.endpoints import (
+    ENDPOINTS,
+    PASSTHROUGH,
+    Endpoint,
+    multipart_field,
+    query_field,
+    read_json_fields,
+)
 from api.gateway.errors import Family, GatewayError, error_body, sse_error_event
+from core.capture import CaptureBuffer, build_capture
 from core.catalog import known_model_ids, list_models
-from core.routing import Target, needs_rewrite, resolve_target, rewrite_body
+from core.routing import Target, join_url, needs_rewrite, resolve_target, rewrite_body
 from core.selectors import ModelDisabled, apply_profile
 from core.swap.engine import GatewayShuttingDown, Lease
 from core.swap.scheduler import ConcurrencyLimitError, ModelUnloadedError, UnknownModelError
@@ -47,48 +56,17 @@ HOP_BY_HOP = frozenset(
         b"transfer-encoding", b"upgrade", b"host", b"content-length", b"accept-encoding",
     }
 )  # fmt: skip
-CLIENT_AUTH = frozenset({b"authorization", b"x-api-key"})
+CLIENT_AUTH = frozenset({b"authorization", b"x-api-key", b"x-switchyard-api-key"})
 RESPONSE_DROP = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"upgrade", b"trailer", b"server", b"date"})
+LOADING_STATE_PATHS = frozenset({"/v1/chat/completions"})
+GATEWAY_PATHS = frozenset(ENDPOINTS) | {"/v1/models"}
 
-
-class _ModelField(msgspec.Struct):
-    model: str | None = None
-    stream: bool | None = None
-
-
-_decode_model_field = msgspec.json.Decoder(_ModelField).decode
 _decode_any = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode
 
 
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    family: Family
-    model_from: str = "json"  # json | multipart | query
-
-
-ENDPOINTS: dict[str, Endpoint] = {
-    "/v1/chat/completions": Endpoint(Family.OPENAI),
-    "/v1/completions": Endpoint(Family.OPENAI),
-    "/v1/embeddings": Endpoint(Family.OPENAI),
-    "/v1/responses": Endpoint(Family.OPENAI),
-    "/v1/messages": Endpoint(Family.ANTHROPIC),
-    "/v1/messages/count_tokens": Endpoint(Family.ANTHROPIC),
-    "/v1/rerank": Endpoint(Family.OPENAI),
-    "/v1/reranking": Endpoint(Family.OPENAI),
-    "/rerank": Endpoint(Family.OPENAI),
-    "/infill": Endpoint(Family.OPENAI),
-    "/completion": Endpoint(Family.OPENAI),
-    "/v1/audio/speech": Endpoint(Family.OPENAI),
-    "/v1/images/generations": Endpoint(Family.OPENAI),
-    "/sdapi/v1/txt2img": Endpoint(Family.OPENAI),
-    "/sdapi/v1/img2img": Endpoint(Family.OPENAI),
-}
-GATEWAY_PATHS = frozenset(ENDPOINTS) | {"/v1/models"}
-LOADING_STATE_PATHS = frozenset({"/v1/chat/completions"})
-
-
-PASSTHROUGH = Endpoint(Family.OPENAI, model_from="path")
+class ClientDisconnected(Exception):
+    pass
 
 
 def split_upstream_path(runtime: Runtime, rest: str) -> tuple[str, str] | None:
@@ -108,10 +86,6 @@ def split_upstream_path(runtime: Runtime, rest: str) -> tuple[str, str] | None:
     return None
 
 
-class ClientDisconnected(Exception):
-    pass
-
-
 class GatewayApp:
     """Raw ASGI app for the inference endpoints (no framework on the hot path)."""
 
@@ -125,35 +99,31 @@ class GatewayApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
         method: str = scope["method"]
-        endpoint = ENDPOINTS.get(path)
-        family = endpoint.family if endpoint else Family.OPENAI
         if method == "OPTIONS":
             await self._preflight(scope, send)
             return
         if path.startswith("/upstream/"):
-            await self._passthrough(scope, receive, send)
+            split = split_upstream_path(self.runtime, path[len("/upstream/") :])
+            if split is None:
+                await _send_error(send, Family.OPENAI, 404, "no model matches this /upstream/ path", "model_not_found")
+                return
+            await ProxyExchange(self.runtime, scope, receive, send, PASSTHROUGH, passthrough=split).run()
             return
         if path == "/v1/models":
             if method != "GET":
-                await _send_error(send, family, 405, "method not allowed; use GET")
+                await _send_error(send, Family.OPENAI, 405, "method not allowed; use GET")
                 return
             await self._list_models(send)
             return
-        assert endpoint is not None
-        if method != "POST":
-            await _send_error(send, family, 405, f"method {method} not allowed; use POST")
+        endpoint = ENDPOINTS[path]
+        if method not in endpoint.methods:
+            allowed = ", ".join(sorted(endpoint.methods))
+            await _send_error(send, endpoint.family, 405, f"method {method} not allowed; use {allowed}")
             return
         await ProxyExchange(self.runtime, scope, receive, send, endpoint).run()
 
-    async def _passthrough(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """`/upstream/<model>/<path>`: any method, any path, straight to the model's server (loads on demand)."""
-        split = split_upstream_path(self.runtime, scope["path"][len("/upstream/") :])
-        if split is None:
-            await _send_error(send, Family.OPENAI, 404, "no model matches this /upstream/ path", "model_not_found")
-            return
-        await ProxyExchange(self.runtime, scope, receive, send, PASSTHROUGH, passthrough=split).run()
-
     async def _preflight(self, scope: Scope, send: Send) -> None:
+        """CORS preflight as llama-swap answers it: echo the origin and the requested headers."""
         headers = dict(scope["headers"])
         out = [
             (b"access-control-allow-origin", headers.get(b"origin", b"*")),
@@ -167,7 +137,7 @@ class GatewayApp:
 
     async def _list_models(self, send: Send) -> None:
         runtime = self.runtime
-        running = {s["model"] for s in runtime.engine.status() if s["state"] in ("ready", "starting")}
+        running = {m for m, state in runtime.engine.states().items() if state in ("ready", "starting")}
         body = _encode({"object": "list", "data": list_models(runtime.config, running)})
         await _send_json(send, 200, body)
 
@@ -195,6 +165,7 @@ class ProxyExchange:
         self.passthrough = passthrough
         self.started = time.perf_counter()
         self.created_at = datetime.now(UTC)
+        self.headers: dict[bytes, bytes] = dict(scope["headers"])
         self.status = 0
         self.model: str | None = None
         self.target: Target | None = None
@@ -202,6 +173,14 @@ class ProxyExchange:
         self.streamed = False
         self.error: str | None = None
         self.scraper: UsageScraper | None = None
+        self.request_size = 0
+        self.response_size = 0
+        self.response_headers: list[tuple[bytes, bytes]] = []
+        live = runtime.live
+        capture_limit = live.capture_max_bytes if live.capture_enabled else 0
+        self.request_capture: CaptureBuffer | None = None
+        self.response_capture: CaptureBuffer | None = None
+        self._capture_limit = capture_limit
         self.response_started = False
         self.client_gone = False
 
@@ -211,10 +190,7 @@ class ProxyExchange:
         try:
             body = await self._read_body()
             watcher = asyncio.create_task(self._watch_disconnect(asyncio.current_task()))  # type: ignore[arg-type]
-            if self.passthrough is not None:
-                target = self._route_passthrough()
-            else:
-                body, target = self._route(body)
+            body, target = self._route(body)
             if target.kind == "local":
                 lease = await self._acquire_local(target)
             await self._forward(body, target, lease)
@@ -252,11 +228,9 @@ class ProxyExchange:
 
     async def _read_body(self) -> bytes:
         limit = self.runtime.settings.max_body_bytes
-        for name, value in self.scope["headers"]:
-            if name == b"content-length":
-                with contextlib.suppress(ValueError):
-                    if int(value) > limit:
-                        raise GatewayError(413, f"request body is larger than the limit of {limit} bytes")
+        declared = self.headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise GatewayError(413, f"request body is larger than the limit of {limit} bytes")
         chunks = []
         size = 0
         while True:
@@ -272,7 +246,13 @@ class ProxyExchange:
                 chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        self.request_size = size
+        if self._capture_limit:
+            content_type = self.headers.get(b"content-type", b"").decode("latin-1") or None
+            self.request_capture = CaptureBuffer(self._capture_limit, content_type)
+            self.request_capture.append(body)
+        return body
 
     async def _watch_disconnect(self, handler: asyncio.Task[Any]) -> None:
         while True:
@@ -283,32 +263,33 @@ class ProxyExchange:
                 return
 
     def _route(self, body: bytes) -> tuple[bytes, Target]:
-        try:
-            fields = _decode_model_field(body)
-        except msgspec.ValidationError as exc:
-            raise GatewayError(400, f"invalid request body: {exc}") from None
-        except msgspec.DecodeError as exc:
-            raise GatewayError(400, f"request body is not valid JSON: {exc}") from None
-        self.streamed = bool(fields.stream)
-        if not fields.model:
+        """Find the model named by the request and where it goes; rewrite the body if it must change."""
+        source = self.endpoint.model_from
+        if source == "path":
+            assert self.passthrough is not None
+            name: str | None = self.passthrough[0]
+        elif source == "json":
+            fields = read_json_fields(body)
+            self.streamed = bool(fields.stream)
+            name = fields.model
+        elif source == "multipart":
+            content_type = self.headers.get(b"content-type", b"").decode("latin-1")
+            name = multipart_field(body, content_type, "model")
+            self.streamed = multipart_field(body, content_type, "stream") in ("true", "1")
+        else:
+            name = query_field(self.scope.get("query_string") or b"", "model")
+        if not name:
+            where = {"json": "the JSON body", "multipart": "a form field", "query": "the query string"}[source]
             raise GatewayError(
                 404,
-                f"no model given; available models: {', '.join(known_model_ids(self.runtime.config))}",
+                f"no model given in {where}; available models: {', '.join(known_model_ids(self.runtime.config))}",
                 code="model_not_found",
             )
-        self.model = fields.model
-        target = self.target = self._resolve(fields.model, allow_selectors=True)
-        if needs_rewrite(target):
-            data = _decode_any(body)
-            body = _encode(rewrite_body(data, target))
-        return body, target
-
-    def _route_passthrough(self) -> Target:
-        assert self.passthrough is not None
-        name, rest = self.passthrough
         self.model = name
-        self.target = self._resolve(name, allow_selectors=False)
-        return self.target
+        target = self.target = self._resolve(name, allow_selectors=source != "path")
+        if source == "json" and needs_rewrite(target):
+            body = _encode(rewrite_body(_decode_any(body), target))
+        return body, target
 
     def _resolve(self, name: str, *, allow_selectors: bool) -> Target:
         runtime = self.runtime
@@ -391,36 +372,30 @@ class ProxyExchange:
 
     # ---------------------------------------------------------------- forward
 
-    def _upstream_request(
-        self, body: bytes, target: Target, lease: Lease | None
-    ) -> tuple[httpx.AsyncClient, httpx.Request, float]:
+    def _upstream_request(self, body: bytes, target: Target, lease: Lease | None) -> tuple[httpx.AsyncClient, httpx.Request, float]:
         scope = self.scope
-        headers: list[tuple[bytes, bytes]] = []
-        for name, value in scope["headers"]:
-            if name in HOP_BY_HOP or name in CLIENT_AUTH:
-                continue
-            headers.append((name, value))
+        strip = HOP_BY_HOP if target.pass_auth else HOP_BY_HOP | CLIENT_AUTH
+        headers: list[tuple[bytes, bytes]] = [(k, v) for k, v in scope["headers"] if k not in strip]
+        if target.pass_auth:
+            headers = [(k, v) for k, v in headers if k != b"x-switchyard-api-key"]
         headers.append((b"accept-encoding", b"identity"))
+        if target.api_key and not target.pass_auth:
+            headers.append((b"authorization", b"Bearer " + target.api_key.encode()))
+            headers.append((b"x-api-key", target.api_key.encode()))
         query = scope.get("query_string") or b""
         path = self.passthrough[1] if self.passthrough is not None else scope["path"]
-        path += "?" + query.decode("latin-1") if query else ""
+        if query:
+            path += "?" + query.decode("latin-1")
         runtime = self.runtime
-        global_timeout = runtime.settings.upstream_header_timeout
         if target.kind == "local":
             assert target.model is not None
-            base = lease.base_url if lease is not None else target.model.proxy
+            url = (lease.base_url if lease is not None else target.model.proxy) + path
             client = runtime.local_http
-            header_timeout = target.model.timeouts.response_header or global_timeout
         else:
-            peer = target.peer
-            assert peer is not None
-            base = peer.proxy
-            if peer.api_key:
-                headers.append((b"authorization", b"Bearer " + peer.api_key.encode()))
-                headers.append((b"x-api-key", peer.api_key.encode()))
-            client = runtime.peer_client(peer)
-            header_timeout = peer.timeouts.response_header or global_timeout
-        request = client.build_request(scope["method"], base + path, headers=headers, content=body)
+            url = join_url(target.base_url, path)
+            client = runtime.remote_client(target)
+        header_timeout = target.timeouts.response_header or runtime.settings.upstream_header_timeout
+        request = client.build_request(scope["method"], url, headers=headers, content=body)
         return client, request, header_timeout
 
     async def _forward(self, body: bytes, target: Target, lease: Lease | None) -> None:
@@ -442,23 +417,30 @@ class ProxyExchange:
 
     async def _relay(self, response: httpx.Response) -> None:
         content_type = response.headers.get("content-type", "")
-        scraper = self.scraper = UsageScraper(content_type, started_at=self.started)
+        encoding = response.headers.get("content-encoding")
+        scraper = self.scraper = UsageScraper(content_type, started_at=self.started, content_encoding=encoding)
+        capture = None
+        if self._capture_limit:
+            capture = self.response_capture = CaptureBuffer(self._capture_limit, content_type or None, encoding)
+        self.response_headers = [(k, v) for k, v in response.headers.raw if k.lower() not in RESPONSE_DROP]
         if self.response_started:
             # a loading stream already sent headers: only an SSE body can follow
             if response.status_code >= 400:
                 await response.aread()
-                message = f"upstream answered {response.status_code}: {response.text[:500]}"
-                raise GatewayError(response.status_code, message)
+                raise GatewayError(response.status_code, f"upstream answered {response.status_code}: {response.text[:500]}")
         else:
             self.status = response.status_code
+            headers = self.response_headers
             is_stream = "text/event-stream" in content_type or "content-length" not in response.headers
-            headers = [(k, v) for k, v in response.headers.raw if k.lower() not in RESPONSE_DROP]
             if is_stream and "x-accel-buffering" not in response.headers:
-                headers.append((b"x-accel-buffering", b"no"))
+                headers = [*headers, (b"x-accel-buffering", b"no")]
             await self._send_start(self.status, headers)
         try:
             async for chunk in response.aiter_raw():
                 scraper.feed(chunk)
+                self.response_size += len(chunk)
+                if capture is not None:
+                    capture.append(chunk)
                 await self._send_body(chunk, more=True)
         except httpx.HTTPError as exc:
             # the model server died or closed the connection mid-response
@@ -492,22 +474,42 @@ class ProxyExchange:
         duration_ms = (time.perf_counter() - self.started) * 1000
         usage = self.scraper.finish() if self.scraper is not None else None
         client = self.scope.get("client")
+        target = self.target
+        cost = None
+        if usage is not None and target is not None and target.kind != "local":
+            cost = self.runtime.pricing.estimate(target.upstream_model_name, usage)
+        capture = None
+        if self.request_capture is not None:
+            capture = build_capture(
+                request_headers=self.scope["headers"],
+                request_body=self.request_capture,
+                response_headers=self.response_headers,
+                response_body=self.response_capture,
+            )
         record = {
             "created_at": self.created_at,
             "method": self.scope["method"],
             "path": self.scope["path"],
             "model": self.model,
-            "upstream_model": self.target.display_id if self.target else None,
+            "upstream_model": target.display_id if target else None,
             "status_code": self.status,
             "duration_ms": duration_ms,
             "ttft_ms": usage.ttft_ms if usage else None,
             "prompt_tokens": usage.prompt_tokens if usage else None,
             "completion_tokens": usage.completion_tokens if usage else None,
             "cached_tokens": usage.cached_tokens if usage else None,
+            "cache_creation_tokens": usage.cache_creation_tokens if usage else None,
+            "reasoning_tokens": usage.reasoning_tokens if usage else None,
             "tokens_per_second": usage.tokens_per_second if usage else None,
             "streamed": self.streamed,
             "client_addr": client[0] if client else None,
             "error": self.error,
+            "request_bytes": self.request_size,
+            "response_bytes": self.response_size,
+            # a local model costs nothing per token; remote ones are priced from the catalog
+            "cost_usd": cost.usd if cost else (0.0 if target and target.kind == "local" else None),
+            "cost_known": cost.known if cost else bool(target and target.kind == "local"),
+            "capture": capture,
         }
         self.runtime.request_completed(record)
 

@@ -18,6 +18,7 @@ from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.db.models import RequestLog
+from core.capture import compress
 
 log = logging.getLogger("switchyard.requestlog")
 
@@ -98,6 +99,11 @@ class RequestLogWriter:
                 self._writing = False
 
     async def _write(self, batch: list[dict[str, Any]]) -> None:
+        for record in batch:
+            # captures are compressed here, off the request path
+            capture = record.get("capture")
+            if isinstance(capture, dict):
+                record["capture"] = compress(capture)
         for attempt in range(3):
             try:
                 async with self._engine.begin() as connection:

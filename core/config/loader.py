@@ -20,6 +20,7 @@ from core.config.schema import (
     PROTECTED_PARAMS,
     Capabilities,
     Config,
+    DirectUpstream,
     ConfigError,
     ConfigProblem,
     Filters,
@@ -45,10 +46,12 @@ MODEL_KEYS = {
     "macros", "cmd", "cmdStop", "proxy", "name", "description", "env", "checkEndpoint", "ttl", "unloadTimeout",
     "compat", "useModelName", "filters", "aliases", "metadata", "concurrencyLimit", "sendLoadingState",
     "timeouts", "capabilities", "unlisted",
+    "upstream",  # Switchyard extension: a remote API instead of a process
 }  # fmt: skip
 FILTER_KEYS = {"stripParams", "strip_params", "setParams", "setParamsByID"}
 TIMEOUT_KEYS = {"connect", "keepalive", "responseHeader", "tlsHandshake", "idleConn", "expectContinue"}
-PEER_KEYS = {"proxy", "apiKey", "models", "filters", "timeouts"}
+PEER_KEYS = {"proxy", "apiKey", "models", "filters", "timeouts", "passAuth", "insecure"}
+UPSTREAM_KEYS = {"url", "apiKey", "passAuth", "insecure"}
 GROUP_KEYS = {"swap", "exclusive", "persistent", "members"}
 MODALITIES = {"text", "audio", "image"}
 LOG_TO_STDOUT = {"proxy", "upstream", "both", "none"}
@@ -294,9 +297,13 @@ def _build_model(
     m = r.mapping(raw, path, MODEL_KEYS)
     if not isinstance(raw, dict):
         return None
+    upstream = _build_direct_upstream(m.get("upstream"), path + ("upstream",), r)
     cmd = r.get(m, "cmd", str, "", path)
-    if not cmd.strip():
-        r.report(path + ("cmd",), "is required")
+    if upstream is not None:
+        if cmd.strip():
+            r.report(path + ("upstream",), "a model has either cmd (a local server) or upstream (a remote API), not both")
+    elif not cmd.strip():
+        r.report(path + ("cmd",), "is required (or upstream: for a remote API)")
     else:
         try:
             if not split_command(cmd):
@@ -310,7 +317,9 @@ def _build_model(
         except ValueError as exc:
             r.report(path + ("cmdStop",), f"cannot be split into arguments: {exc}")
     proxy = r.get(m, "proxy", str, "", path)
-    if not re.match(r"^https?://[^/\s]+", proxy):
+    if upstream is not None:
+        proxy = upstream.url
+    elif not re.match(r"^https?://[^/\s]+", proxy):
         r.report(path + ("proxy",), f"invalid proxy URL {proxy!r}")
     ttl = r.get(m, "ttl", int, -1, path)
     if ttl == -1:
@@ -361,7 +370,25 @@ def _build_model(
         capabilities=_build_capabilities(m.get("capabilities"), path + ("capabilities",), r),
         health_check_timeout=health_check_timeout,
         ignore_websockets=r.get(compat, "ignoreWebsockets", bool, False, path + ("compat",)),
+        upstream=upstream,
         source=raw,
+    )
+
+
+def _build_direct_upstream(raw: Any, path: Path, r: _Reader) -> DirectUpstream | None:
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        raw = {"url": raw}
+    u = r.mapping(raw, path, UPSTREAM_KEYS)
+    url = r.get(u, "url", str, "", path).rstrip("/")
+    if not re.match(r"^https?://[^/\s]+", url):
+        r.report(path + ("url",), f"must be an http(s) base URL, got {url!r}")
+    return DirectUpstream(
+        url=url,
+        api_key=r.get(u, "apiKey", str, "", path),
+        pass_auth=r.get(u, "passAuth", bool, False, path),
+        insecure=r.get(u, "insecure", bool, False, path),
     )
 
 
@@ -463,6 +490,8 @@ def _build_peers(raw: Any, r: _Reader) -> dict[str, PeerConfig]:
             api_key=r.get(p, "apiKey", str, "", path),
             filters=_build_filters(p.get("filters"), path + ("filters",), r, allow_by_id=False),
             timeouts=_build_timeouts(p.get("timeouts"), path + ("timeouts",), r, Timeouts(response_header=60)),
+            pass_auth=r.get(p, "passAuth", bool, False, path),
+            insecure=r.get(p, "insecure", bool, False, path),
         )
     return peers
 

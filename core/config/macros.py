@@ -187,7 +187,7 @@ def expand_config(raw: dict[str, Any]) -> tuple[dict[str, Any], list[MacroError]
         for field in ("cmd", "cmdStop"):
             if isinstance(model.get(field), str):
                 model[field] = strip_comment_lines(model[field])
-        if model.get("proxy") is None:
+        if model.get("proxy") is None and model.get("upstream") is None:
             model["proxy"] = DEFAULT_PROXY
 
         macros = merge_model_macros(model_id, global_macros, own_macros)

@@ -80,6 +80,16 @@ class Capabilities:
 
 
 @dataclass(frozen=True, slots=True)
+class DirectUpstream:
+    """Switchyard extension (`models.<id>.upstream`): serve a model from a remote HTTP(S) API, no process."""
+
+    url: str  # base URL, e.g. https://api.anthropic.com or https://openrouter.ai/api/v1
+    api_key: str = ""  # injected as Authorization: Bearer and x-api-key when set
+    pass_auth: bool = False  # forward the client's Authorization / x-api-key unchanged
+    insecure: bool = False  # skip TLS certificate verification (self-signed test servers)
+
+
+@dataclass(frozen=True, slots=True)
 class ModelConfig:
     id: str
     cmd: str = ""
@@ -102,6 +112,8 @@ class ModelConfig:
     capabilities: Capabilities = field(default_factory=Capabilities)
     health_check_timeout: float = 120
     ignore_websockets: bool = False
+    #: a remote API instead of a local process (Switchyard extension)
+    upstream: DirectUpstream | None = None
     #: the resolved YAML of this model (macros expanded), for display
     source: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -130,6 +142,8 @@ class PeerConfig:
     api_key: str = ""
     filters: Filters = field(default_factory=Filters)
     timeouts: Timeouts = field(default_factory=lambda: Timeouts(response_header=60))
+    pass_auth: bool = False  # Switchyard extension: forward the client's own Authorization / x-api-key
+    insecure: bool = False  # Switchyard extension: skip TLS verification
 
 
 @dataclass(frozen=True, slots=True)

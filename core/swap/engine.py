@@ -172,8 +172,9 @@ class SwapEngine:
     def _apply_config(self, config: Config) -> list[str]:
         """Rebuild processes/policy for `config`; returns models that must stop."""
         to_stop = []
+        local_models = {m: model for m, model in config.models.items() if model.upstream is None}
         for model_id, process in list(self.processes.items()):
-            new = config.models.get(model_id)
+            new = local_models.get(model_id)
             if new is None or new != process.config:
                 to_stop.append(model_id)
         self.config = config
@@ -181,10 +182,10 @@ class SwapEngine:
         keep = {m: p for m, p in self.processes.items() if m not in to_stop}
         self._retired = [p for m, p in self.processes.items() if m in to_stop]
         self.processes = keep
-        for model_id, model in config.models.items():
+        for model_id, model in local_models.items():
             if model_id not in self.processes:
                 self.processes[model_id] = self._make_process(model)
-        limits = {m.id: m.concurrency_limit for m in config.models.values()}
+        limits = {m.id: m.concurrency_limit for m in local_models.values()}
         old = getattr(self, "scheduler", None)
         self.scheduler = FifoScheduler(
             self.policy,

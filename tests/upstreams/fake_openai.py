@@ -6,7 +6,10 @@ Run as a model `cmd`:  python -m tests.upstreams.fake_openai --port ${PORT} [--r
 * ``POST /v1/chat/completions`` — answers JSON, or SSE when ``"stream": true``. The body's ``x_fake`` object
   steers it: ``chunks`` (default 5), ``delay`` seconds between chunks, ``crash_after`` (exit the process after
   that many chunks), ``status`` (answer with this HTTP status and an OpenAI error body).
-* any other path — echoes method, path, query, headers and body as JSON (to prove what arrived).
+* any other path — echoes method, path, query, headers and body (with its length and sha256) as JSON,
+  to prove what arrived.
+
+``--tls-cert``/``--tls-key`` serve HTTPS (tests use a self-signed certificate).
 
 With ``--events FILE`` it appends lines such as ``start <id>``, ``done <id>``, ``disconnect <id>`` so tests
 can see what the upstream saw (e.g. that a client disconnect cancelled the request).
@@ -16,8 +19,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
+import ssl
 import sys
 import time
 
@@ -82,6 +87,8 @@ async def chat(writer: asyncio.StreamWriter, body: dict) -> None:
     delay = float(fake.get("delay", 0))
     crash_after = fake.get("crash_after")
     log_event(f"start {request_id}")
+    if fake.get("header_delay"):
+        await asyncio.sleep(float(fake["header_delay"]))
     if fake.get("status"):
         await send_json(writer, int(fake["status"]), {"error": {"message": "injected failure", "type": "server_error"}})
         return
@@ -140,6 +147,7 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
                 await send_json(writer, 200, {
                     "method": method, "path": path, "query": query, "headers": headers,
                     "body": body.decode("utf-8", "replace"), "json": parsed,
+                    "body_sha256": hashlib.sha256(body).hexdigest(), "body_len": len(body),
                 })  # fmt: skip
     except (asyncio.IncompleteReadError, ConnectionError):
         return
@@ -151,7 +159,11 @@ async def main() -> None:
     if ARGS.fail_start:
         print("fake upstream: failing on purpose (--fail-start)", flush=True)
         sys.exit(7)
-    server = await asyncio.start_server(handle, "127.0.0.1", ARGS.port)
+    context = None
+    if ARGS.tls_cert:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(ARGS.tls_cert, ARGS.tls_key)
+    server = await asyncio.start_server(handle, "127.0.0.1", ARGS.port, ssl=context)
     print(f"fake upstream listening on {ARGS.port}", flush=True)
     async with server:
         await server.serve_forever()
@@ -163,5 +175,7 @@ if __name__ == "__main__":
     parser.add_argument("--ready-after", type=float, default=0.0)
     parser.add_argument("--fail-start", action="store_true")
     parser.add_argument("--events")
+    parser.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
+    parser.add_argument("--tls-key")
     ARGS = parser.parse_args()
     asyncio.run(main())
