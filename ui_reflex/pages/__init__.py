@@ -1,0 +1,1 @@
+"""One module per dashboard page: its State class and its components."""
