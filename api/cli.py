@@ -19,6 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", help="address to listen on (SWITCHYARD_HOST)")
     serve.add_argument("--port", type=int, help="port to listen on (SWITCHYARD_PORT)")
     serve.add_argument("--workers", type=int, help="Granian worker processes (SWITCHYARD_WORKERS)")
+    serve.add_argument("--no-dashboard", action="store_true", help="serve the API only (SWITCHYARD_DASHBOARD=false)")
 
     config_cmd = commands.add_parser("config", help="config file tools")
     config_sub = config_cmd.add_subparsers(dest="config_command", required=True)
@@ -100,23 +101,15 @@ def _serve(args: argparse.Namespace) -> int:
     _db_upgrade(settings)
     os.environ.update(settings.as_env())
 
-    from granian import Granian
-    from granian.constants import Interfaces, Loops
+    from api.web import FrontendBuildError, build_frontend, serve
 
-    level = {"warn": "warning"}.get(settings.log_level, settings.log_level)
-    server = Granian(
-        "api.app:create_app",
-        factory=True,
-        interface=Interfaces.ASGI,
-        address=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        loop=Loops.auto,
-        log_level=level,  # type: ignore[arg-type]
-        websockets=True,
-    )
-    print(f"Switchyard listening on http://{settings.host}:{settings.port}", flush=True)
-    server.serve()
+    dashboard = settings.dashboard and not args.no_dashboard
+    if dashboard:
+        try:
+            build_frontend(settings.port)  # built once, reused while the port and the UI sources match
+        except FrontendBuildError as exc:
+            print(f"dashboard not built, serving the API only: {exc}", file=sys.stderr)
+    serve(settings, dashboard=dashboard)
     return 0
 
 

@@ -66,6 +66,7 @@ class Settings:
     max_body_bytes: int = field(default_factory=lambda: int(_env("SWITCHYARD_MAX_BODY_BYTES", str(64 * 1024 * 1024))))
     log_queue_size: int = field(default_factory=lambda: int(_env("SWITCHYARD_LOG_QUEUE_SIZE", "10000")))
     starvation_bound: float = field(default_factory=lambda: float(_env("SWITCHYARD_STARVATION_BOUND", "10")))
+    dashboard: bool = field(default_factory=lambda: _bool(_env("SWITCHYARD_DASHBOARD", "true")))
     pricing_path: str = field(default_factory=lambda: _env("SWITCHYARD_PRICING_PATH", ""))
     watch_config: bool = field(default_factory=lambda: _bool(_env("SWITCHYARD_WATCH_CONFIG", "true")))
 
@@ -89,6 +90,7 @@ class Settings:
             "starvation_bound": "SWITCHYARD_STARVATION_BOUND",
             "watch_config": "SWITCHYARD_WATCH_CONFIG",
             "pricing_path": "SWITCHYARD_PRICING_PATH",
+            "dashboard": "SWITCHYARD_DASHBOARD",
         }
         out = {}
         for f in fields(self):

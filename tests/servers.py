@@ -104,6 +104,8 @@ class GatewayProcess:
             "SWITCHYARD_ENV_FILE": str(workdir / ".env"),
             # tests that are not about auth run open; auth tests turn it back on
             "SWITCHYARD_REQUIRE_AUTH": "false",
+            # the dashboard build is tied to a port; API tests run without it (tests/e2e turn it on)
+            "SWITCHYARD_DASHBOARD": "false",
             "SWITCHYARD_ADMIN_TOKEN": ADMIN_TOKEN,
             **(env or {}),
         }

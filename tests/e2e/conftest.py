@@ -68,17 +68,25 @@ def _e2e_port() -> int:
 
 
 class DashboardServer(GatewayProcess):
-    """`python -m api.web serve`: the gateway, the admin API and the dashboard on one port."""
+    """`switchyard serve`: the gateway, the admin API and the dashboard on one port."""
 
     def __init__(self, workdir: Path, config_text: str, port: int):
-        super().__init__(workdir, config_text, env={"PYTHONPATH": str(ROOT), "SWITCHYARD_LOG_LEVEL": "info"})
+        super().__init__(
+            workdir, config_text,
+            env={"PYTHONPATH": str(ROOT), "SWITCHYARD_LOG_LEVEL": "info", "SWITCHYARD_DASHBOARD": "true"},
+        )  # fmt: skip
         self.port = port
 
-    def start(self, timeout: float = 60.0, *, dashboard: bool = True) -> DashboardServer:
-        """Start and wait until the dashboard answers (or, with `dashboard=False`, until /health does)."""
+    def start(self, timeout: float = 60.0, *, dashboard: bool = True, build: bool = True) -> DashboardServer:
+        """Start and wait until the dashboard answers (or, with `dashboard=False`, until /health does).
+
+        `build=False` runs `python -m api.web serve`, which serves whatever build exists and never builds one
+        (`switchyard serve` builds the frontend for its port first).
+        """
         self._log = self.log_path.open("ab")
+        module = "api.cli" if build else "api.web"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "api.web", "serve", "--config", str(self.config_path), "--port", str(self.port)],
+            [sys.executable, "-m", module, "serve", "--config", str(self.config_path), "--port", str(self.port)],
             cwd=self.workdir,
             env=self.env,
             stdout=self._log,

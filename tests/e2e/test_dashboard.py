@@ -247,7 +247,7 @@ def test_without_a_build_for_its_port_the_server_still_serves_the_api(frontend_p
     from tests.e2e.conftest import DashboardServer, server_config
 
     other = DashboardServer(tmp_path, server_config(llama_bin, tiny_gguf), free_port())
-    other.start(dashboard=False)
+    other.start(dashboard=False, build=False)
     try:
         assert httpx.get(other.base_url + "/v1/models", timeout=5).json()["data"]
         assert httpx.get(other.base_url + "/api/requests", timeout=5).status_code == 200
