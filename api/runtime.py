@@ -12,31 +12,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from api.db.engine import make_alchemy_config
 from api.settings import Settings
 from api.settings_store import RuntimeSettings, SettingsStore
 from api.workers.request_log import RequestLogWriter
 from core.config import Config, ConfigError, load_config
-from core.config.schema import ProfileConfig, Timeouts
-from core.pricing import PricingCatalog
-from core.routing import Target
+from core.config.schema import ProfileConfig
 from core.events import EventBus
 from core.logbook import LogBook
+from core.pricing import PricingCatalog
 from core.selectors import SelectorRouter
 from core.swap.engine import SwapEngine
+from core.upstream.client import UpstreamClient
 
 log = logging.getLogger("switchyard")
 
 
-def _timeout(t: Timeouts) -> httpx.Timeout:
-    return httpx.Timeout(connect=t.connect or None, read=None, write=None, pool=None)
-
-
-def _scheme_host(url: str) -> str:
-    scheme, _, rest = url.partition("://")
-    return scheme + "://" + rest.split("/", 1)[0]
 
 
 class Runtime:
@@ -52,12 +43,7 @@ class Runtime:
         self.alchemy = make_alchemy_config(settings.database_url)
         self.request_log = RequestLogWriter(self.alchemy.get_engine(), max_queue=settings.log_queue_size)
         self.settings_store = SettingsStore(self.alchemy.get_engine())
-        self.local_http = httpx.AsyncClient(
-            timeout=httpx.Timeout(connect=30, read=None, write=None, pool=None),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=256, keepalive_expiry=30),
-            trust_env=False,
-        )
-        self._remote_clients: dict[tuple[str, bool, Timeouts], httpx.AsyncClient] = {}
+        self.upstreams = UpstreamClient()
         self.pricing = PricingCatalog.load(settings.pricing_path or None)
         self.selectors = SelectorRouter(config)
         self.active_profile: str | None = config.startup_profile or None
@@ -87,9 +73,7 @@ class Runtime:
             self._watch_task.cancel()
         await self.engine.shutdown()
         await self.request_log.close()
-        await self.local_http.aclose()
-        for client in self._remote_clients.values():
-            await client.aclose()
+        await self.upstreams.aclose()
         await self.alchemy.get_engine().dispose()
 
     @property
@@ -101,20 +85,6 @@ class Runtime:
             raise KeyError(profile)
         self.active_profile = profile
         self.events.publish("profile.changed", active=profile)
-
-    def remote_client(self, target: Target) -> httpx.AsyncClient:
-        """A pooled client per remote host, TLS verification setting and timeouts (peers, direct upstreams)."""
-        key = (_scheme_host(target.base_url), target.insecure, target.timeouts)
-        client = self._remote_clients.get(key)
-        if client is None:
-            client = self._remote_clients[key] = httpx.AsyncClient(
-                timeout=_timeout(target.timeouts),
-                verify=not target.insecure,
-                trust_env=False,
-                follow_redirects=False,
-                limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
-            )
-        return client
 
     def request_completed(self, record: dict[str, Any]) -> None:
         """Called by the gateway once per finished request; never blocks."""

@@ -90,11 +90,11 @@ def direct_target(
     )  # fmt: skip
 
 
-def join_url(base_url: str, path: str) -> str:
-    """`base + path`, without doubling `/v1` when the base already ends with it (…/api/v1 + /v1/chat)."""
+def path_for_base(base_url: str, path: str) -> str:
+    """The path to append to `base_url`, not doubling `/v1` when the base already ends with it (…/api/v1 + /v1/chat)."""
     if base_url.endswith("/v1") and (path.startswith("/v1/") or path == "/v1"):
-        return base_url + path[3:]
-    return base_url + path
+        return path[3:]
+    return path
 
 
 def needs_rewrite(target: Target) -> bool:

@@ -22,7 +22,6 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import msgspec
 
 from api.gateway.endpoints import (
@@ -36,11 +35,12 @@ from api.gateway.endpoints import (
 from api.gateway.errors import Family, GatewayError, error_body, sse_error_event
 from core.capture import CaptureBuffer, build_capture
 from core.catalog import known_model_ids, list_models
-from core.routing import Target, join_url, needs_rewrite, resolve_target, rewrite_body
+from core.routing import Target, needs_rewrite, path_for_base, resolve_target, rewrite_body
 from core.selectors import ModelDisabled, apply_profile
 from core.swap.engine import GatewayShuttingDown, Lease
 from core.swap.scheduler import ConcurrencyLimitError, ModelUnloadedError, UnknownModelError
 from core.tokens import UsageScraper
+from core.upstream.client import UpstreamConnectError, UpstreamProtocolError, UpstreamResponse
 from core.upstream.process import UpstreamStartError
 
 if TYPE_CHECKING:
@@ -372,7 +372,8 @@ class ProxyExchange:
 
     # ---------------------------------------------------------------- forward
 
-    def _upstream_request(self, body: bytes, target: Target, lease: Lease | None) -> tuple[httpx.AsyncClient, httpx.Request, float]:
+    def _outbound(self, target: Target, lease: Lease | None) -> tuple[str, str, list[tuple[bytes, bytes]]]:
+        """(base URL, path with query, headers) of the upstream request."""
         scope = self.scope
         strip = HOP_BY_HOP if target.pass_auth else HOP_BY_HOP | CLIENT_AUTH
         headers: list[tuple[bytes, bytes]] = [(k, v) for k, v in scope["headers"] if k not in strip]
@@ -382,69 +383,63 @@ class ProxyExchange:
         if target.api_key and not target.pass_auth:
             headers.append((b"authorization", b"Bearer " + target.api_key.encode()))
             headers.append((b"x-api-key", target.api_key.encode()))
-        query = scope.get("query_string") or b""
         path = self.passthrough[1] if self.passthrough is not None else scope["path"]
+        query = scope.get("query_string")
         if query:
             path += "?" + query.decode("latin-1")
-        runtime = self.runtime
         if target.kind == "local":
             assert target.model is not None
-            url = (lease.base_url if lease is not None else target.model.proxy) + path
-            client = runtime.local_http
-        else:
-            url = join_url(target.base_url, path)
-            client = runtime.remote_client(target)
-        header_timeout = target.timeouts.response_header or runtime.settings.upstream_header_timeout
-        request = client.build_request(scope["method"], url, headers=headers, content=body)
-        return client, request, header_timeout
+            return (lease.base_url if lease is not None else target.model.proxy), path, headers
+        return target.base_url, path_for_base(target.base_url, path), headers
 
     async def _forward(self, body: bytes, target: Target, lease: Lease | None) -> None:
-        client, request, header_timeout = self._upstream_request(body, target, lease)
+        base, path, headers = self._outbound(target, lease)
+        header_timeout = target.timeouts.response_header or self.runtime.settings.upstream_header_timeout
         try:
-            if header_timeout > 0:
-                async with asyncio.timeout(header_timeout):
-                    response = await client.send(request, stream=True)
-            else:
-                response = await client.send(request, stream=True)
+            async with asyncio.timeout(header_timeout if header_timeout > 0 else None):
+                response = await self.runtime.upstreams.send(
+                    self.scope["method"], base, path, headers, body, timeouts=target.timeouts, insecure=target.insecure
+                )
         except TimeoutError:
             raise GatewayError(504, f"upstream sent no response headers within {header_timeout:g}s") from None
-        except httpx.HTTPError as exc:
-            raise GatewayError(502, f"could not reach the upstream for model {target.display_id}: {exc!r}") from None
+        except (UpstreamConnectError, UpstreamProtocolError) as exc:
+            raise GatewayError(502, f"could not reach the upstream for model {target.display_id}: {exc}") from None
         try:
             await self._relay(response)
         finally:
             await response.aclose()
 
-    async def _relay(self, response: httpx.Response) -> None:
-        content_type = response.headers.get("content-type", "")
-        encoding = response.headers.get("content-encoding")
+    async def _relay(self, response: UpstreamResponse) -> None:
+        content_type = (response.header(b"content-type") or b"").decode("latin-1")
+        encoding_header = response.header(b"content-encoding")
+        encoding = encoding_header.decode("latin-1") if encoding_header else None
         scraper = self.scraper = UsageScraper(content_type, started_at=self.started, content_encoding=encoding)
         capture = None
         if self._capture_limit:
             capture = self.response_capture = CaptureBuffer(self._capture_limit, content_type or None, encoding)
-        self.response_headers = [(k, v) for k, v in response.headers.raw if k.lower() not in RESPONSE_DROP]
+        self.response_headers = [(k, v) for k, v in response.headers if k not in RESPONSE_DROP]
         if self.response_started:
             # a loading stream already sent headers: only an SSE body can follow
-            if response.status_code >= 400:
-                await response.aread()
-                raise GatewayError(response.status_code, f"upstream answered {response.status_code}: {response.text[:500]}")
+            if response.status >= 400:
+                text = b"".join([c async for c in response.iter_body()])[:500].decode("utf-8", "replace")
+                raise GatewayError(response.status, f"upstream answered {response.status}: {text}")
         else:
-            self.status = response.status_code
+            self.status = response.status
             headers = self.response_headers
-            is_stream = "text/event-stream" in content_type or "content-length" not in response.headers
-            if is_stream and "x-accel-buffering" not in response.headers:
+            is_stream = "text/event-stream" in content_type or response.header(b"content-length") is None
+            if is_stream and response.header(b"x-accel-buffering") is None:
                 headers = [*headers, (b"x-accel-buffering", b"no")]
             await self._send_start(self.status, headers)
         try:
-            async for chunk in response.aiter_raw():
+            async for chunk in response.iter_body():
                 scraper.feed(chunk)
                 self.response_size += len(chunk)
                 if capture is not None:
                     capture.append(chunk)
                 await self._send_body(chunk, more=True)
-        except httpx.HTTPError as exc:
+        except UpstreamProtocolError as exc:
             # the model server died or closed the connection mid-response
-            self.error = f"upstream failed mid-response: {exc!r}"
+            self.error = f"upstream failed mid-response: {exc}"
             if "text/event-stream" in content_type:
                 with contextlib.suppress(ClientDisconnected):
                     await self._send_body(sse_error_event(self.family, "the model server failed mid-stream"), more=True)

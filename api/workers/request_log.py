@@ -14,13 +14,14 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.db.models import RequestLog
 from core.capture import compress
 
 log = logging.getLogger("switchyard.requestlog")
+# a Core insert (executemany), not an ORM bulk insert: several times cheaper per row
+_INSERT = RequestLog.__table__.insert()
 
 
 class RequestLogWriter:
@@ -107,7 +108,7 @@ class RequestLogWriter:
         for attempt in range(3):
             try:
                 async with self._engine.begin() as connection:
-                    await connection.execute(insert(RequestLog), batch)
+                    await connection.execute(_INSERT, batch)
             except Exception:
                 if attempt == 2:
                     self.failed += len(batch)
