@@ -175,7 +175,7 @@ class ModelProcess:
                 raise self._exit_error(proc)
             return
         url = self.config.proxy + self.config.check_endpoint
-        delay = 0.005
+        started = time.monotonic()
         while True:
             if proc.returncode is not None:
                 raise self._exit_error(proc)
@@ -192,10 +192,9 @@ class ModelProcess:
                     self.log.tail_text(),
                 )
             exited = asyncio.ensure_future(proc.wait())
-            done, _ = await asyncio.wait({exited}, timeout=delay)
+            done, _ = await asyncio.wait({exited}, timeout=_health_poll_interval(time.monotonic() - started))
             if not done:
                 exited.cancel()
-            delay = min(delay * 1.5, 0.25)
 
     def _exit_error(self, proc: asyncio.subprocess.Process) -> UpstreamStartError:
         self.last_exit_code = proc.returncode
@@ -268,6 +267,16 @@ class ModelProcess:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(self._reader, 1.0)
         self.last_exit_code = proc.returncode
+
+
+def _health_poll_interval(waited: float) -> float:
+    """Poll often while a fast server is likely to come up (every ms of delay is added to a cold start),
+    then back off for big models that take minutes to load."""
+    if waited < 3:
+        return 0.005
+    if waited < 30:
+        return 0.05
+    return 0.25
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

@@ -137,6 +137,36 @@ async def _builtin(url: str, body: bytes, concurrency: int, seconds: float, head
     return LoadResult(len(latencies), errors, elapsed, percentile(ms, 0.5), percentile(ms, 0.99), "builtin")
 
 
+def run_count(url: str, body: bytes, *, total: int, concurrency: int, headers: dict[str, str]) -> LoadResult:
+    """Exactly `total` requests at `concurrency`; every response is read before a connection closes."""
+
+    async def go() -> LoadResult:
+        host, port, request = _request_bytes(url, body, headers)
+        latencies: list[float] = []
+        errors = 0
+        remaining = total
+
+        async def worker() -> None:
+            nonlocal errors, remaining
+            reader, writer = await asyncio.open_connection(host, port, limit=16 * 1024 * 1024)
+            while remaining > 0:
+                remaining -= 1
+                started = time.perf_counter()
+                writer.write(request)
+                status = await _read_response(reader)
+                latencies.append(time.perf_counter() - started)
+                errors += status != 200
+            writer.close()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        ms = [x * 1000 for x in latencies]
+        return LoadResult(len(latencies), errors, time.perf_counter() - started, percentile(ms, 0.5),
+                          percentile(ms, 0.99), "builtin")  # fmt: skip
+
+    return asyncio.run(go())
+
+
 def run_load(url: str, body: bytes, *, concurrency: int, seconds: float, headers: dict[str, str]) -> LoadResult:
     if shutil.which("wrk") and len(body) < 1_000_000:
         return run_wrk(url, body, concurrency=concurrency, seconds=seconds, headers=headers)
