@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from api.access_store import AccessStore
 from api.db.engine import make_alchemy_config
 from api.settings import Settings
 from api.settings_store import RuntimeSettings, SettingsStore
@@ -45,6 +46,14 @@ class Runtime:
         self.alchemy = make_alchemy_config(settings.database_url)
         self.request_log = RequestLogWriter(self.alchemy.get_engine(), max_queue=settings.log_queue_size)
         self.settings_store = SettingsStore(self.alchemy.get_engine())
+        # access control (issue 5): keys, policy, vault, relays; read by the gateway without database I/O
+        self.access = AccessStore(
+            self.alchemy.get_engine(),
+            settings.secret_key,
+            admin_token=settings.admin_token,
+            config_keys=config.api_keys,
+            attribution_source=lambda: self.settings_store.current.attribution,
+        )
         self.local_http = httpx.AsyncClient(
             timeout=httpx.Timeout(connect=30, read=None, write=None, pool=None),
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=256, keepalive_expiry=30),
@@ -67,6 +76,7 @@ class Runtime:
 
     async def start(self) -> None:
         await self.settings_store.load()
+        await self.access.start()
         await self.request_log.start()
         await self.engine.start()
         self._config_mtime = _mtime(self.settings.config_path)
@@ -78,6 +88,7 @@ class Runtime:
         if self._watch_task is not None:
             self._watch_task.cancel()
         await self.engine.shutdown()
+        await self.access.stop()
         await self.request_log.close()
         await self.local_http.aclose()
         for _, client in self._peer_clients.values():
@@ -124,6 +135,7 @@ class Runtime:
         await self.engine.reload(config)
         self.config = config
         self.selectors = SelectorRouter(config)
+        await self.access.reload(config_keys=config.api_keys)  # the config's apiKeys are part of the key table
         self.active_profile = config.startup_profile or None  # llama-swap: a reload selects the startup profile
         self.events.publish("config.reloaded", models=len(config.models))
         self.logs.ring("proxy").write("config reloaded")

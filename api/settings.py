@@ -67,6 +67,10 @@ class Settings:
     log_queue_size: int = field(default_factory=lambda: int(_env("SWITCHYARD_LOG_QUEUE_SIZE", "10000")))
     starvation_bound: float = field(default_factory=lambda: float(_env("SWITCHYARD_STARVATION_BOUND", "10")))
     watch_config: bool = field(default_factory=lambda: _bool(_env("SWITCHYARD_WATCH_CONFIG", "true")))
+    #: the credential vault's key material (>= 32 characters); without it no credential can be stored or used
+    secret_key: str = field(default_factory=lambda: _env("SWITCHYARD_SECRET_KEY", ""), repr=False)
+    #: a bootstrap admin-scoped API key (for automation and the first sign-in); empty disables it
+    admin_token: str = field(default_factory=lambda: _env("SWITCHYARD_ADMIN_TOKEN", ""), repr=False)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -87,6 +91,8 @@ class Settings:
             "log_queue_size": "SWITCHYARD_LOG_QUEUE_SIZE",
             "starvation_bound": "SWITCHYARD_STARVATION_BOUND",
             "watch_config": "SWITCHYARD_WATCH_CONFIG",
+            "secret_key": "SWITCHYARD_SECRET_KEY",
+            "admin_token": "SWITCHYARD_ADMIN_TOKEN",
         }
         out = {}
         for f in fields(self):
