@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import create_engine, insert
 
 from api.db.models import RequestLog
-from core.keys import hash_key
+from core.keys import display_prefix, hash_key
 from core.vault import Vault
 from tests.servers import ADMIN_HEADERS, ROOT, GatewayProcess, free_port_block, wait_until
 
@@ -135,6 +135,17 @@ def test_config_and_bootstrap_keys_are_listed_but_not_editable(gateway_factory):
     answer = api.patch(f"/api/keys/{external['config']['id']}", json={"rpm_limit": 1})
     assert answer.status_code == 409 and "apiKeys" in answer.json()["detail"]
     assert api.delete(f"/api/keys/{external['settings']['id']}").status_code == 409
+
+
+def test_config_api_keys_follow_a_config_reload(gateway_factory):
+    gateway = gateway_factory("apiKeys: [first-config-key]\nmodels: {}\n")
+
+    def config_prefixes() -> list[str]:
+        return [k["prefix"] for k in admin(gateway).get("/api/keys").json() if k["source"] == "config"]
+
+    assert config_prefixes() == [display_prefix("first-config-key")]
+    gateway.config_path.write_text(gateway.config_path.read_text().replace("first-config-key", "second-config-key"))
+    wait_until(lambda: config_prefixes() == [display_prefix("second-config-key")], timeout=15, message="the reload")
 
 
 def test_key_usage_adds_up_the_request_log_by_model(gateway):
