@@ -7,6 +7,7 @@ import asyncio
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from alembic import context
+from api.db import access as _access_models  # noqa: F401  (registers the access tables)
 from api.db.engine import configure_engine, ensure_sqlite_directory
 from api.db.models import BigIntBase
 

@@ -18,11 +18,13 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from api import __version__
+from api.admin.access_routes import ACCESS_ROUTES
 from api.admin.events import events
 from api.admin.logs import logs_history, logs_stream, logs_stream_all
 from api.admin.models import ModelLifecycleController, ProfileController, running
 from api.admin.requests import RequestController
 from api.admin.system import health
+from api.gateway.mcp_relay import McpRelayApp
 from api.gateway.proxy import GatewayApp
 from api.runtime import Runtime
 from api.settings import Settings
@@ -35,10 +37,14 @@ class SwitchyardApp:
         self.runtime = runtime
         self.litestar = litestar_app
         self.gateway = GatewayApp(runtime)
+        self.mcp_relays = McpRelayApp(runtime)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http" and self.gateway.handles(scope["path"]):
             await self.gateway(scope, receive, send)
+            return
+        if scope["type"] == "http" and self.mcp_relays.handles(scope["path"]):
+            await self.mcp_relays(scope, receive, send)
             return
         await self.litestar(scope, receive, send)
 
@@ -52,8 +58,16 @@ def build_litestar(runtime: Runtime) -> Litestar:
 
     app = Litestar(
         route_handlers=[
-            health, RequestController, running, ModelLifecycleController, ProfileController,
-            logs_history, logs_stream_all, logs_stream, events,
+            health,
+            RequestController,
+            running,
+            ModelLifecycleController,
+            ProfileController,
+            logs_history,
+            logs_stream_all,
+            logs_stream,
+            events,
+            *ACCESS_ROUTES,
         ],  # fmt: skip
         plugins=[SQLAlchemyPlugin(config=runtime.alchemy)],
         on_startup=[on_startup],

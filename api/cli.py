@@ -1,4 +1,4 @@
-"""`switchyard` command line: serve, config check, db upgrade."""
+"""`switchyard` command line: serve, config check, db upgrade, keys create/list."""
 
 from __future__ import annotations
 
@@ -30,6 +30,17 @@ def main(argv: list[str] | None = None) -> int:
     db_sub = db_cmd.add_subparsers(dest="db_command", required=True)
     db_sub.add_parser("upgrade", help="apply database migrations (alembic upgrade head)")
 
+    keys_cmd = commands.add_parser("keys", help="API keys")
+    keys_sub = keys_cmd.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="create an API key and print its secret (shown this once)")
+    create.add_argument("--name", required=True, help="what the key is for")
+    create.add_argument("--rpm", type=int, help="requests per minute (default unlimited)")
+    create.add_argument("--tpm", type=int, help="tokens per minute (default unlimited)")
+    create.add_argument("--models", nargs="+", metavar="GLOB", help="models the key may use (default all)")
+    create.add_argument("--relays", nargs="+", metavar="GLOB", help="MCP relays the key may use (default none)")
+    create.add_argument("--admin", action="store_true", help="also allow the admin API")
+    keys_sub.add_parser("list", help="list API keys (never their secrets)")
+
     args = parser.parse_args(argv)
     load_dotenv()
     if args.command == "serve":
@@ -38,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         return _config_check(args.path)
     if args.command == "db":
         return _db_upgrade(Settings())
+    if args.command == "keys":
+        return _keys(args, Settings())
     return 2
 
 
@@ -67,6 +80,70 @@ def _db_upgrade(settings: Settings) -> int:
 
     upgrade(settings.database_url)
     print(f"database is up to date ({_redact(settings.database_url)})")
+    return 0
+
+
+def _keys(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from api.db.migrate import upgrade
+
+    for flag in ("rpm", "tpm"):
+        value = getattr(args, flag, None)
+        if value is not None and value < 0:
+            print(f"--{flag} must be zero (unlimited) or more", file=sys.stderr)
+            return 2
+    if args.keys_command == "create" and not args.name.strip():
+        print("--name must not be blank", file=sys.stderr)
+        return 2
+    upgrade(settings.database_url)
+    return asyncio.run(_keys_async(args, settings))
+
+
+async def _keys_async(args: argparse.Namespace, settings: Settings) -> int:
+    import secrets
+    from datetime import UTC, datetime
+
+    from sqlalchemy import select
+    from sqlalchemy.ext.asyncio import async_sessionmaker
+
+    from api.access_store import bump_access_version, key_record
+    from api.db.access import ApiKey
+    from api.db.engine import make_alchemy_config
+    from core.keys import generate_key, hash_key
+
+    engine = make_alchemy_config(settings.database_url).get_engine()
+    try:
+        async with async_sessionmaker(engine, expire_on_commit=False)() as session:
+            if args.keys_command == "list":
+                rows = (await session.scalars(select(ApiKey).order_by(ApiKey.created_at))).all()
+                if not rows:
+                    print("no API keys; create one with: switchyard keys create --name NAME")
+                for row in rows:
+                    record = key_record(row)
+                    state = (
+                        "revoked" if record.revoked else "expired" if record.expired(datetime.now(UTC)) else "active"
+                    )
+                    limits = f"rpm={row.rpm_limit or '-'} tpm={row.tpm_limit or '-'}"
+                    models = ",".join(row.allowed_models or ()) or "*"
+                    print(f"{row.id}  {row.prefix}…  {state:7}  {limits}  models={models}  "
+                          f"scopes={','.join(row.scopes)}  {row.name}")  # fmt: skip
+                return 0
+            secret, prefix = generate_key()
+            row = ApiKey(
+                id=f"key_{secrets.token_hex(6)}", name=args.name.strip(), prefix=prefix, key_hash=hash_key(secret),
+                created_at=datetime.now(UTC), rpm_limit=args.rpm or None, tpm_limit=args.tpm or None,
+                allowed_models=list(args.models or ()), allowed_relays=list(args.relays or ()),
+                scopes=["admin", "inference"] if args.admin else ["inference"],
+            )  # fmt: skip
+            async with session.begin():
+                session.add(row)
+                await bump_access_version(session)  # a running gateway picks the key up within seconds
+    finally:
+        await engine.dispose()
+    print(f"created API key {row.id} ({row.name}); its secret is shown only now:\n")
+    print(f"    {secret}\n")
+    print("use it as 'Authorization: Bearer <key>' or 'x-api-key: <key>'", file=sys.stderr)
     return 0
 
 

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from api.access_store import AccessStore
 from api.db.engine import make_alchemy_config
 from api.settings import Settings
 from api.settings_store import RuntimeSettings, SettingsStore
@@ -28,8 +29,6 @@ from core.upstream.client import UpstreamClient
 log = logging.getLogger("switchyard")
 
 
-
-
 class Runtime:
     def __init__(self, settings: Settings, config: Config):
         self.settings = settings
@@ -37,14 +36,20 @@ class Runtime:
         self.started_at = time.time()
         self.logs = LogBook()
         self.events = EventBus()
-        self.engine = SwapEngine(
-            config, logs=self.logs, events=self.events, starvation_bound=settings.starvation_bound
-        )
+        self.engine = SwapEngine(config, logs=self.logs, events=self.events, starvation_bound=settings.starvation_bound)
         self.alchemy = make_alchemy_config(settings.database_url)
         self.request_log = RequestLogWriter(self.alchemy.get_engine(), max_queue=settings.log_queue_size)
         self.settings_store = SettingsStore(self.alchemy.get_engine())
         self.upstreams = UpstreamClient()
         self.pricing = PricingCatalog.load(settings.pricing_path or None)
+        # access control (issue 5): keys, policy, vault, relays; read by the gateway without database I/O
+        self.access = AccessStore(
+            self.alchemy.get_engine(),
+            settings.secret_key,
+            admin_token=settings.admin_token,
+            config_keys=config.api_keys,
+            attribution_source=lambda: self.settings_store.current.attribution,
+        )
         self.selectors = SelectorRouter(config)
         self.active_profile: str | None = config.startup_profile or None
         self._config_mtime: float | None = None
@@ -61,6 +66,7 @@ class Runtime:
 
     async def start(self) -> None:
         await self.settings_store.load()
+        await self.access.start()
         await self.request_log.start()
         await self.engine.start()
         self._config_mtime = _mtime(self.settings.config_path)
@@ -72,6 +78,7 @@ class Runtime:
         if self._watch_task is not None:
             self._watch_task.cancel()
         await self.engine.shutdown()
+        await self.access.stop()
         await self.request_log.close()
         await self.upstreams.aclose()
         await self.alchemy.get_engine().dispose()
@@ -106,6 +113,7 @@ class Runtime:
         await self.engine.reload(config)
         self.config = config
         self.selectors = SelectorRouter(config)
+        await self.access.reload(config_keys=config.api_keys)  # the config's apiKeys are part of the key table
         self.active_profile = config.startup_profile or None  # llama-swap: a reload selects the startup profile
         self.events.publish("config.reloaded", models=len(config.models))
         self.logs.ring("proxy").write("config reloaded")

@@ -69,6 +69,10 @@ class Settings:
     dashboard: bool = field(default_factory=lambda: _bool(_env("SWITCHYARD_DASHBOARD", "true")))
     pricing_path: str = field(default_factory=lambda: _env("SWITCHYARD_PRICING_PATH", ""))
     watch_config: bool = field(default_factory=lambda: _bool(_env("SWITCHYARD_WATCH_CONFIG", "true")))
+    #: the credential vault's key material (>= 32 characters); without it no credential can be stored or used
+    secret_key: str = field(default_factory=lambda: _env("SWITCHYARD_SECRET_KEY", ""), repr=False)
+    #: a bootstrap admin-scoped API key (for automation and the first sign-in); empty disables it
+    admin_token: str = field(default_factory=lambda: _env("SWITCHYARD_ADMIN_TOKEN", ""), repr=False)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -91,6 +95,8 @@ class Settings:
             "watch_config": "SWITCHYARD_WATCH_CONFIG",
             "pricing_path": "SWITCHYARD_PRICING_PATH",
             "dashboard": "SWITCHYARD_DASHBOARD",
+            "secret_key": "SWITCHYARD_SECRET_KEY",
+            "admin_token": "SWITCHYARD_ADMIN_TOKEN",
         }
         out = {}
         for f in fields(self):

@@ -43,9 +43,16 @@ async def running(request: Request) -> RunningList:
         model = runtime.config.models[status["model"]]
         out.append(
             RunningModel(
-                model=model.id, state=status["state"], cmd=model.cmd, proxy=model.proxy, ttl=model.ttl,
-                name=model.name, description=model.description, pid=status["pid"],
-                in_flight=status["in_flight"], queued=status["queued"],
+                model=model.id,
+                state=status["state"],
+                cmd=model.cmd,
+                proxy=model.proxy,
+                ttl=model.ttl,
+                name=model.name,
+                description=model.description,
+                pid=status["pid"],
+                in_flight=status["in_flight"],
+                queued=status["queued"],
             )  # fmt: skip
         )
     return RunningList(running=out, swaps=runtime.engine.swap_count)

@@ -57,7 +57,9 @@ HOP_BY_HOP = frozenset(
     }
 )  # fmt: skip
 CLIENT_AUTH = frozenset({b"authorization", b"x-api-key", b"x-switchyard-api-key"})
-RESPONSE_DROP = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"upgrade", b"trailer", b"server", b"date"})
+RESPONSE_DROP = frozenset(
+    {b"connection", b"keep-alive", b"transfer-encoding", b"upgrade", b"trailer", b"server", b"date"}
+)
 LOADING_STATE_PATHS = frozenset({"/v1/chat/completions"})
 GATEWAY_PATHS = frozenset(ENDPOINTS) | {"/v1/models"}
 
@@ -522,7 +524,12 @@ async def _send_json(send: Send, status: int, body: bytes, extra: dict[str, str]
 
 
 async def _send_error(
-    send: Send, family: Family, status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None
+    send: Send,
+    family: Family,
+    status: int,
+    message: str,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> None:
     with contextlib.suppress(Exception):
         await _send_json(send, status, error_body(family, status, message, code), headers)

@@ -108,7 +108,8 @@ class RequestLogWriter:
         for attempt in range(3):
             try:
                 async with self._engine.begin() as connection:
-                    await connection.execute(_INSERT, batch)
+                    for rows in _same_columns(batch):
+                        await connection.execute(_INSERT, rows)
             except Exception:
                 if attempt == 2:
                     self.failed += len(batch)
@@ -120,3 +121,16 @@ class RequestLogWriter:
                 if self._on_written:
                     self._on_written(batch)
                 return
+
+
+def _same_columns(batch: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Split a batch into runs of records with the same keys.
+
+    An executemany INSERT compiles its column list from the first record: a later record with a key the first
+    lacks would lose that value silently, and one missing a key fails the whole batch. Records from different
+    producers (proxied requests, MCP relay exchanges) carry different columns, so each run is inserted apart.
+    """
+    groups: dict[frozenset[str], list[dict[str, Any]]] = {}
+    for record in batch:
+        groups.setdefault(frozenset(record), []).append(record)
+    return list(groups.values())

@@ -20,9 +20,9 @@ from core.config.schema import (
     PROTECTED_PARAMS,
     Capabilities,
     Config,
-    DirectUpstream,
     ConfigError,
     ConfigProblem,
+    DirectUpstream,
     Filters,
     GroupConfig,
     MatrixConfig,
@@ -119,7 +119,14 @@ class _Reader:
         return out
 
 
-_KIND_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string", dict: "a mapping", list: "a list"}
+_KIND_NAMES = {
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    str: "a string",
+    dict: "a mapping",
+    list: "a list",
+}
 
 
 def _type_name(value: Any) -> str:
@@ -301,7 +308,9 @@ def _build_model(
     cmd = r.get(m, "cmd", str, "", path)
     if upstream is not None:
         if cmd.strip():
-            r.report(path + ("upstream",), "a model has either cmd (a local server) or upstream (a remote API), not both")
+            r.report(
+                path + ("upstream",), "a model has either cmd (a local server) or upstream (a remote API), not both"
+            )
     elif not cmd.strip():
         r.report(path + ("cmd",), "is required (or upstream: for a remote API)")
     else:
@@ -446,7 +455,10 @@ def _build_aliases(models: dict[str, ModelConfig], r: _Reader) -> dict[str, str]
     for model_id, model in models.items():
         for index, alias in enumerate(model.aliases):
             if alias in aliases:
-                r.report(("models", model_id, "aliases", index), f"duplicate alias {alias!r}, already used by model {aliases[alias]}")
+                r.report(
+                    ("models", model_id, "aliases", index),
+                    f"duplicate alias {alias!r}, already used by model {aliases[alias]}",
+                )
             elif alias in models:
                 r.report(("models", model_id, "aliases", index), f"alias {alias!r} conflicts with a model id")
             else:
@@ -508,12 +520,17 @@ def _validate_peer_namespace(
         for model in peers[peer_id].models:
             fqn = f"{peer_id}/{model}"
             if fqn in owners:
-                r.report(("peers", peer_id, "models"), f"peer model name {fqn!r} is ambiguous with peers.{owners[fqn][0]}")
+                r.report(
+                    ("peers", peer_id, "models"), f"peer model name {fqn!r} is ambiguous with peers.{owners[fqn][0]}"
+                )
             owners[fqn] = (peer_id, model)
             if fqn in models:
                 r.report(("models", fqn), f"model id {fqn!r} conflicts with a fully qualified peer model name")
             if fqn in aliases:
-                r.report(("models", aliases[fqn], "aliases"), f"alias {fqn!r} conflicts with a fully qualified peer model name")
+                r.report(
+                    ("models", aliases[fqn], "aliases"),
+                    f"alias {fqn!r} conflicts with a fully qualified peer model name",
+                )
 
 
 def _build_routing(
@@ -554,7 +571,9 @@ def _build_routing(
     if scheduler_use != "fifo":
         r.report(("routing", "scheduler", "use"), f"unknown scheduler {scheduler_use!r} (valid: fifo)")
 
-    matrix = _build_matrix(matrix_raw, matrix_path, models, r, active=use == "matrix") if matrix_raw is not None else None
+    matrix = (
+        _build_matrix(matrix_raw, matrix_path, models, r, active=use == "matrix") if matrix_raw is not None else None
+    )
     groups: dict[str, GroupConfig] = {}
     if use == "group":
         groups = _build_groups(groups_raw, groups_path, models, r)
@@ -629,7 +648,9 @@ def _build_matrix(raw: Any, path: Path, models: dict[str, ModelConfig], r: _Read
     return matrix
 
 
-def _build_priority(top: dict[str, Any], models: dict[str, ModelConfig], aliases: dict[str, str], r: _Reader) -> dict[str, int]:
+def _build_priority(
+    top: dict[str, Any], models: dict[str, ModelConfig], aliases: dict[str, str], r: _Reader
+) -> dict[str, int]:
     path: Path = ("routing", "scheduler", "settings", "fifo", "priority")
     routing = top.get("routing") if isinstance(top.get("routing"), dict) else {}
     raw = routing
@@ -661,7 +682,12 @@ def _build_selectors(
             continue
         strategy = r.get(s, "strategy", str, "", path)
         if strategy not in ("warm", "pin", "spillover"):
-            r.report(path + ("strategy",), "is required: one of warm, pin, spillover" if not strategy else f"unknown strategy {strategy!r} (valid: warm, pin, spillover)")
+            r.report(
+                path + ("strategy",),
+                "is required: one of warm, pin, spillover"
+                if not strategy
+                else f"unknown strategy {strategy!r} (valid: warm, pin, spillover)",
+            )
             continue
         targets = []
         for index, target in enumerate(r.string_list(s, "targets", path)):

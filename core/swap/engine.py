@@ -329,9 +329,7 @@ class _EngineEffects:
         return process.state if process else None
 
     def running_models(self) -> Iterable[str]:
-        return [
-            m for m, p in self.engine.processes.items() if p.state in (ProcessState.READY, ProcessState.STARTING)
-        ]
+        return [m for m, p in self.engine.processes.items() if p.state in (ProcessState.READY, ProcessState.STARTING)]
 
     def start_swap(self, model_id: str, evict: list[str]) -> None:
         self.engine._spawn(self.engine._swap(model_id, evict))  # noqa: SLF001

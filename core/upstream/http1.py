@@ -154,7 +154,9 @@ class Http1Pool:
     ) -> Http1Response:
         """Send a request and return once the response head arrived. Raises UpstreamConnectError/ProtocolError."""
         key = (host, port)
-        head = _request_head(method, host, port, target, headers, len(body) if body or method in ("POST", "PUT", "PATCH") else None)
+        head = _request_head(
+            method, host, port, target, headers, len(body) if body or method in ("POST", "PUT", "PATCH") else None
+        )
         for attempt in (0, 1):
             conn = self._checkout(key) if attempt == 0 else None
             if conn is None:

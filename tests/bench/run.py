@@ -151,7 +151,12 @@ def enable_features(gateway: Gateway) -> list[str]:
     enabled = ["api-key auth (require_auth on, config apiKeys)", "request logging"]
     if gateway.admin("GET", "/metrics").status_code == 200:
         enabled.append("prometheus metrics")
-    rule = {"name": "bench-continue", "enabled": True, "match": {"path": "/v1/*", "model": "bench*"}, "action": "continue"}
+    rule = {
+        "name": "bench-continue",
+        "enabled": True,
+        "match": {"path": "/v1/*", "model": "bench*"},
+        "action": "continue",
+    }
     response = gateway.admin("POST", "/api/policies", json=rule)
     if response.status_code in (200, 201):
         enabled.append("one routing rule (continue on /v1/* bench*)")
@@ -175,7 +180,12 @@ def measure(args: argparse.Namespace) -> dict:
     results: dict = {"machine": machine(), "mode": "quick" if quick else "full"}
     try:
         # first request starts the upstream model server through the swap engine
-        assert httpx.post(gateway_url, content=CHAT, headers={**auth, "content-type": "application/json"}, timeout=60).status_code == 200
+        assert (
+            httpx.post(
+                gateway_url, content=CHAT, headers={**auth, "content-type": "application/json"}, timeout=60
+            ).status_code
+            == 200
+        )
         results["features"] = enable_features(gateway)
         run_load(gateway_url, CHAT, concurrency=8, seconds=1, headers=auth)  # warm-up (not counted below)
 
@@ -208,7 +218,9 @@ def measure(args: argparse.Namespace) -> dict:
             for side, samples in (("direct", direct_streams), ("gateway", gateway_streams))
         }
 
-        big = json.dumps({"model": "bench", "messages": [{"role": "user", "content": "x" * (2 * 1024 * 1024)}]}).encode()
+        big = json.dumps(
+            {"model": "bench", "messages": [{"role": "user", "content": "x" * (2 * 1024 * 1024)}]}
+        ).encode()
         reps = 10 if quick else 30
         direct_big = run_sequential(direct_url, big, count=reps, headers=auth)
         gateway_big = run_sequential(gateway_url, big, count=reps, headers=auth)
@@ -270,7 +282,9 @@ def swap_overhead(gateway: Gateway, llama: str, gguf: Path, reps: int) -> dict:
         gateway.admin("POST", "/api/models/unload/cold")
         headers = {"Authorization": f"Bearer {API_KEY}"}
         started = time.perf_counter()
-        with httpx.stream("POST", gateway.url + "/v1/chat/completions", json=body, headers=headers, timeout=60) as response:
+        with httpx.stream(
+            "POST", gateway.url + "/v1/chat/completions", json=body, headers=headers, timeout=60
+        ) as response:
             next(response.iter_raw())
         gateway_ms.append((time.perf_counter() - started) * 1000)
     return {"direct_cold_ttfb_ms_p50": median(direct_ms), "gateway_cold_ttfb_ms_p50": median(gateway_ms),
@@ -316,13 +330,23 @@ def print_table(r: dict) -> None:
     print("features: " + ", ".join(r.get("features", [])))
     print(f"{'scenario':40} {'direct':>12} {'switchyard':>12} {'ratio/added':>14}")
     rows = [
-        ("req/s, concurrency 1", c1["direct"]["rps"], c1["gateway"]["rps"], f"{c1['gateway']['rps'] / c1['direct']['rps']:.2f}x"),
+        (
+            "req/s, concurrency 1",
+            c1["direct"]["rps"],
+            c1["gateway"]["rps"],
+            f"{c1['gateway']['rps'] / c1['direct']['rps']:.2f}x",
+        ),
         ("p50 ms, concurrency 1", c1["direct"]["p50_ms"], c1["gateway"]["p50_ms"], f"+{sm['added_p50_ms_c1']:.2f} ms"),
         ("p99 ms, concurrency 1", c1["direct"]["p99_ms"], c1["gateway"]["p99_ms"], f"+{sm['added_p99_ms_c1']:.2f} ms"),
         ("req/s, concurrency 32", c32["direct"]["rps"], c32["gateway"]["rps"], f"{sm['rps_ratio_c32']:.2f}x"),
         ("p50 ms, concurrency 32", c32["direct"]["p50_ms"], c32["gateway"]["p50_ms"], ""),
         ("p99 ms, concurrency 32", c32["direct"]["p99_ms"], c32["gateway"]["p99_ms"], ""),
-        ("stream TTFT p50 ms", s["direct"]["ttft_ms_p50"], s["gateway"]["ttft_ms_p50"], f"+{sm['added_ttft_ms']:.2f} ms"),
+        (
+            "stream TTFT p50 ms",
+            s["direct"]["ttft_ms_p50"],
+            s["gateway"]["ttft_ms_p50"],
+            f"+{sm['added_ttft_ms']:.2f} ms",
+        ),
         ("stream total p50 ms", s["direct"]["total_ms_p50"], s["gateway"]["total_ms_p50"], ""),
         ("stream events per read", s["direct"]["events_per_read"], s["gateway"]["events_per_read"], ""),
         ("2 MB prompt p50 ms", big["direct_ms_p50"], big["gateway_ms_p50"], f"+{sm['added_large_prompt_ms']:.2f} ms"),
@@ -334,8 +358,10 @@ def print_table(r: dict) -> None:
         print(f"{name:40} {direct:12.2f} {gateway:12.2f} {extra:>14}")
     print(f"gateway CPU per request: {sm['cpu_ms_per_request']:.3f} ms (concurrency 32)")
     print("RSS: " + ", ".join(f"{k} {v:.1f}" for k, v in r["memory"].items()))
-    print(f"log rows: {r['log']['rows_written']} written for {r['log']['requests_answered']} answered "
-          f"at {r['log']['rps']:.0f} req/s")
+    print(
+        f"log rows: {r['log']['rows_written']} written for {r['log']['requests_answered']} answered "
+        f"at {r['log']['rps']:.0f} req/s"
+    )
     print("bars: " + ", ".join(f"{k} {'ok' if v else 'MISSED'}" for k, v in sm["bars_met"].items()))
 
 

@@ -60,9 +60,7 @@ class TestSdksAgainstLlamaServer:
 
     def test_anthropic_messages_stream_and_count_tokens(self, llama_gateway):
         client = anthropic.Anthropic(base_url=llama_gateway.base_url, api_key="x", max_retries=0)
-        message = client.messages.create(
-            model="chat", max_tokens=6, messages=[{"role": "user", "content": "Hello"}]
-        )
+        message = client.messages.create(model="chat", max_tokens=6, messages=[{"role": "user", "content": "Hello"}])
         assert message.usage.output_tokens == 6 and message.content
         with client.messages.stream(model="chat", max_tokens=4, messages=[{"role": "user", "content": "Hi"}]) as stream:
             text = "".join(stream.text_stream)
@@ -112,7 +110,9 @@ class TestEveryEndpointReachesTheModel:
     def test_multipart_endpoints_read_the_model_from_a_form_field_and_pass_the_bytes_through(self, echo_gateway, path):
         upload = bytes(range(256)) * 400  # 100 KiB of binary, including \r\n and a fake boundary-ish run
         files = {"file": ("clip.wav", upload, "audio/wav")}
-        request = httpx.Request("POST", echo_gateway.base_url + path, data={"model": "echo", "language": "en"}, files=files)
+        request = httpx.Request(
+            "POST", echo_gateway.base_url + path, data={"model": "echo", "language": "en"}, files=files
+        )
         sent = request.read()
         with httpx.Client(timeout=30) as client:
             echoed = client.send(request).json()
@@ -142,7 +142,12 @@ class TestEveryEndpointReachesTheModel:
 
     def test_capture_is_bounded_compressed_and_redacted(self, echo_gateway):
         body = {"model": "echo", "input": "x" * 40000}
-        httpx.post(echo_gateway.base_url + "/v1/embeddings", json=body, headers={"authorization": "Bearer sk-client-secret"}, timeout=30)
+        httpx.post(
+            echo_gateway.base_url + "/v1/embeddings",
+            json=body,
+            headers={"authorization": "Bearer sk-client-secret"},
+            timeout=30,
+        )
         [row] = wait_rows(echo_gateway, 1)
         capture = json.loads(zlib.decompress(row["capture"]))
         request = capture["request"]
@@ -256,5 +261,7 @@ class TestDirectUpstreams:
         assert echoed["headers"]["anthropic-version"] == "2023-06-01"
 
     def test_certificate_is_verified_unless_insecure(self, gateway):
-        response = httpx.post(gateway.base_url + "/v1/chat/completions", json={"model": "strict", "messages": []}, timeout=30)
+        response = httpx.post(
+            gateway.base_url + "/v1/chat/completions", json={"model": "strict", "messages": []}, timeout=30
+        )
         assert response.status_code == 502 and "CERTIFICATE_VERIFY_FAILED" in response.json()["error"]["message"]

@@ -38,7 +38,9 @@ def gateway(gateway_factory, llama_bin, tiny_gguf, tmp_path):
 
 
 def post(gateway, path: str, content: bytes | str, headers: dict | None = None) -> httpx.Response:
-    return httpx.post(gateway.base_url + path, content=content, headers=headers or {"content-type": "application/json"}, timeout=60)
+    return httpx.post(
+        gateway.base_url + path, content=content, headers=headers or {"content-type": "application/json"}, timeout=60
+    )
 
 
 def assert_openai_error(response: httpx.Response, status: int) -> dict:
@@ -95,13 +97,21 @@ def test_oversized_body_is_413_without_reading_it_all(gateway):
 
 
 def test_model_that_fails_to_start_is_502_with_its_last_log_lines(gateway):
-    error = assert_openai_error(post(gateway, "/v1/chat/completions", json.dumps({"model": "broken", "messages": []})), 502)
+    error = assert_openai_error(
+        post(gateway, "/v1/chat/completions", json.dumps({"model": "broken", "messages": []})), 502
+    )
     assert "failed to start" in error["message"]
     assert "missing-model.gguf" in error["message"]  # llama-server's own complaint, from its log
-    error = assert_openai_error(post(gateway, "/v1/chat/completions", json.dumps({"model": "exits", "messages": []})), 502)
+    error = assert_openai_error(
+        post(gateway, "/v1/chat/completions", json.dumps({"model": "exits", "messages": []})), 502
+    )
     assert "failing on purpose" in error["message"] and "code 7" in error["message"]
     # the gateway is still fine afterwards
-    ok = post(gateway, "/v1/chat/completions", json.dumps({"model": "chat", "messages": [{"role": "user", "content": "x"}], "max_tokens": 1}))
+    ok = post(
+        gateway,
+        "/v1/chat/completions",
+        json.dumps({"model": "chat", "messages": [{"role": "user", "content": "x"}], "max_tokens": 1}),
+    )
     assert ok.status_code == 200
 
 
@@ -132,7 +142,8 @@ def test_client_disconnect_cancels_the_upstream_and_frees_the_slot(gateway):
     with socket.create_connection(("127.0.0.1", gateway.port)) as sock:
         sock.sendall(
             b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            + f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
         )
         first = sock.recv(4096)
         assert b"200 OK" in first
@@ -141,7 +152,9 @@ def test_client_disconnect_cancels_the_upstream_and_frees_the_slot(gateway):
     assert "done slow-1" not in gateway.events.read_text()
     # … and the only concurrency slot (concurrencyLimit: 1) is free again
     started = time.monotonic()
-    reply = post(gateway, "/v1/chat/completions", json.dumps({"model": "fake", "messages": [], "x_fake": {"id": "next"}}))
+    reply = post(
+        gateway, "/v1/chat/completions", json.dumps({"model": "fake", "messages": [], "x_fake": {"id": "next"}})
+    )
     assert reply.status_code == 200 and time.monotonic() - started < 5
     wait_until(lambda: any(r["status_code"] == 499 for r in gateway.requests()), message="499 row")
 
@@ -152,7 +165,9 @@ def test_concurrency_limit_is_429(gateway):
     slow = json.dumps({"model": "fake", "messages": [], "x_fake": {"chunks": 20, "delay": 0.05}})
     first = threading.Thread(target=post, args=(gateway, "/v1/chat/completions", slow))
     first.start()
-    wait_until(lambda: gateway.events.exists() and "start" in gateway.events.read_text(), message="first request upstream")
+    wait_until(
+        lambda: gateway.events.exists() and "start" in gateway.events.read_text(), message="first request upstream"
+    )
     response = post(gateway, "/v1/chat/completions", json.dumps({"model": "fake", "messages": []}))
     first.join()
     error = assert_openai_error(response, 429)

@@ -52,9 +52,7 @@ def test_models_list_is_sorted_and_hides_unlisted(gateway):
 
 def test_chat_completion_non_streaming(gateway):
     client = client_for(gateway)
-    reply = client.chat.completions.create(
-        model="chat", messages=[{"role": "user", "content": "Say hi"}], max_tokens=6
-    )
+    reply = client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "Say hi"}], max_tokens=6)
     assert reply.choices[0].message.content
     assert reply.usage.completion_tokens == 6
     [row] = wait_for_rows(gateway, 1)
@@ -121,9 +119,7 @@ def test_second_model_swaps_the_first_out(gateway):
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_gateway_shutdown_leaves_no_model_process(gateway, tiny_gguf, sig):
-    client_for(gateway).chat.completions.create(
-        model="chat", messages=[{"role": "user", "content": "a"}], max_tokens=1
-    )
+    client_for(gateway).chat.completions.create(model="chat", messages=[{"role": "user", "content": "a"}], max_tokens=1)
     assert pids_with(str(tiny_gguf))
     gateway_pid = gateway.proc.pid
     assert gateway.stop(sig) == 0
@@ -144,7 +140,9 @@ def test_ttl_unloads_an_idle_model(gateway_factory, llama_bin, tiny_gguf):
             cmd: {llama_cmd(llama_bin, tiny_gguf, "--alias ttl-test")}
             ttl: 1
     """)
-    client_for(gateway).chat.completions.create(model="quick", messages=[{"role": "user", "content": "a"}], max_tokens=1)
+    client_for(gateway).chat.completions.create(
+        model="quick", messages=[{"role": "user", "content": "a"}], max_tokens=1
+    )
     assert pids_with("--alias ttl-test")
     started = time.monotonic()
     wait_until(lambda: not pids_with("--alias ttl-test"), timeout=10, message="ttl unload")

@@ -295,7 +295,9 @@ def test_config_hot_reload_keeps_unchanged_models_running(gateway_factory, llama
     [pid] = pids_with(f"--alias {tag}-keep ")
     text = gateway.config_path.read_text()
     # "zz-added" sorts after "keep", so keep's ${PORT} (assigned in sorted id order) does not move
-    gateway.config_path.write_text(text + f"  zz-added:\n    cmd: {llama_cmd(llama_bin, tiny_gguf, '--alias', f'{tag}-added', '')}\n")
+    gateway.config_path.write_text(
+        text + f"  zz-added:\n    cmd: {llama_cmd(llama_bin, tiny_gguf, '--alias', f'{tag}-added', '')}\n"
+    )
 
     def listed() -> list[str]:
         return [m["id"] for m in httpx.get(gateway.base_url + "/v1/models").json()["data"]]

@@ -25,7 +25,12 @@ def errors_of(text: str) -> list[str]:
 
 class TestSharedExample:
     def test_llama_swap_example_loads_when_its_env_vars_are_set(self, monkeypatch):
-        for name, value in {"HOME": "/home/me", "API_KEY_1": "k1", "API_KEY_2": "k2", "OPENROUTER_API_KEY": "or"}.items():
+        for name, value in {
+            "HOME": "/home/me",
+            "API_KEY_1": "k1",
+            "API_KEY_2": "k2",
+            "OPENROUTER_API_KEY": "or",
+        }.items():
             monkeypatch.setenv(name, value)
         config = load_config(EXAMPLE)
         gpt = config.models["gpt-oss-120b"]
@@ -43,7 +48,12 @@ class TestSharedExample:
         # setParamsByID keys became aliases
         assert config.real_model_id("gpt-oss-120b:high") == "gpt-oss-120b"
         assert config.real_model_id("gpt-4o-mini") == "gpt-oss-120b"
-        assert config.api_keys == ("sk-hunter2", "sk-gyCPiKUcIfPlaM4OSMZekkprgijPx6+OsmQs8Rsg0xZ9qpy6gKWsIKqHOk+cgXVx", "k1", "k2")
+        assert config.api_keys == (
+            "sk-hunter2",
+            "sk-gyCPiKUcIfPlaM4OSMZekkprgijPx6+OsmQs8Rsg0xZ9qpy6gKWsIKqHOk+cgXVx",
+            "k1",
+            "k2",
+        )
         assert config.peers["openrouter"].api_key == "or"
         assert config.peers["openrouter"].filters.strip_params == ("temperature", "top_p")
         assert config.health_check_timeout == 500
@@ -143,14 +153,20 @@ class TestMacros:
         assert "macro name" in problems[0]
 
     def test_macro_values_must_be_scalars_and_not_self_referencing(self):
-        assert "invalid type" in errors_of("""
+        assert (
+            "invalid type"
+            in errors_of("""
             macros: {a: [1, 2]}
             models: {m: {cmd: server}}
         """)[0]
-        assert "self-reference" in errors_of("""
+        )
+        assert (
+            "self-reference"
+            in errors_of("""
             macros: {a: "x ${a}"}
             models: {m: {cmd: server}}
         """)[0]
+        )
 
     def test_types_are_kept_for_whole_value_macros(self):
         config = load("""
@@ -169,10 +185,13 @@ class TestMacros:
               m: {cmd: "server --port ${PORT}", cmdStop: "kill -TERM ${PID}"}
         """)
         assert config.models["m"].stop_args == ["kill", "-TERM", "${PID}"]
-        assert "unknown macro '${PID}'" in errors_of("""
+        assert (
+            "unknown macro '${PID}'"
+            in errors_of("""
             models:
               m: {cmd: "server --pid ${PID}"}
         """)[0]
+        )
 
     def test_multiline_cmd_drops_comment_lines_and_joins_continuations(self):
         config = load("""
