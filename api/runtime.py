@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from api.access_store import AccessStore
 from api.db.engine import make_alchemy_config
 from api.settings import Settings
@@ -40,7 +42,9 @@ class Runtime:
         self.alchemy = make_alchemy_config(settings.database_url)
         self.request_log = RequestLogWriter(self.alchemy.get_engine(), max_queue=settings.log_queue_size)
         self.settings_store = SettingsStore(self.alchemy.get_engine())
-        self.upstreams = UpstreamClient()
+        self.upstreams = UpstreamClient()  # the hot path's upstream client (see core.upstream.client)
+        # a general-purpose client for everything else that talks HTTP (MCP relays, probes)
+        self.http = httpx.AsyncClient(timeout=httpx.Timeout(30, read=None), trust_env=False)
         self.pricing = PricingCatalog.load(settings.pricing_path or None)
         # access control (issue 5): keys, policy, vault, relays; read by the gateway without database I/O
         self.access = AccessStore(
@@ -81,6 +85,7 @@ class Runtime:
         await self.access.stop()
         await self.request_log.close()
         await self.upstreams.aclose()
+        await self.http.aclose()
         await self.alchemy.get_engine().dispose()
 
     @property

@@ -181,6 +181,11 @@ class AttributionExtractor:
         else:
             self._decode = None
 
+    @property
+    def body_fields(self) -> frozenset[str]:
+        """Top-level body fields any source reads (the gateway decodes just these, once, with the model)."""
+        return frozenset(self._body_fields)
+
     def extract(self, headers: Mapping[str, str], body: bytes | Mapping[str, Any] | None = None) -> Attribution:
         """Attribute one request. `headers` have lower-case names; `body` is the raw JSON or an already parsed dict.
 

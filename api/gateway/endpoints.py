@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import parse_qs
 
 import msgspec
@@ -61,8 +61,12 @@ PASSTHROUGH = Endpoint(Family.OPENAI, "path", frozenset({"GET", "POST", "PUT", "
 
 
 class RequestFields(msgspec.Struct):
+    """The few top-level fields the gateway itself reads; everything else is skipped, not built."""
+
     model: str | None = None
     stream: bool | None = None
+    user: Any = None  # attribution: end user (OpenAI)
+    metadata: Any = None  # attribution: end user (Anthropic metadata.user_id)
 
 
 _decode_fields = msgspec.json.Decoder(RequestFields).decode

@@ -265,7 +265,7 @@ class RelayExchange:
         self.injection = injection
         self.redactor = injection.redactor
         url = upstream_url(relay.upstream_url, self.rest, self.scope.get("query_string") or b"")
-        client = self.runtime.local_http
+        client = self.runtime.http
         request = client.build_request(self.scope["method"], url, headers=injection.headers, content=injection.body)
         try:
             response = await client.send(request, stream=True)

@@ -28,6 +28,7 @@ from api.gateway.endpoints import (
     ENDPOINTS,
     PASSTHROUGH,
     Endpoint,
+    RequestFields,
     multipart_field,
     query_field,
     read_json_fields,
@@ -35,13 +36,16 @@ from api.gateway.endpoints import (
 from api.gateway.errors import Family, GatewayError, error_body, sse_error_event
 from core.capture import CaptureBuffer, build_capture
 from core.catalog import known_model_ids, list_models
-from core.routing import Target, needs_rewrite, path_for_base, resolve_target, rewrite_body
+from core.keys import ApiKeyRecord, extract_presented_key
+from core.policy import Decision, RequestFacts, RouteTarget, body_shape, inject_system_prompt
+from core.routing import Target, direct_target, needs_rewrite, path_for_base, resolve_target, rewrite_body
 from core.selectors import ModelDisabled, apply_profile
 from core.swap.engine import GatewayShuttingDown, Lease
 from core.swap.scheduler import ConcurrencyLimitError, ModelUnloadedError, UnknownModelError
 from core.tokens import UsageScraper
 from core.upstream.client import UpstreamConnectError, UpstreamProtocolError, UpstreamResponse
 from core.upstream.process import UpstreamStartError
+from core.vault import Redactor, VaultError, apply_bindings
 
 if TYPE_CHECKING:
     from api.runtime import Runtime
@@ -185,6 +189,22 @@ class ProxyExchange:
         self._capture_limit = capture_limit
         self.response_started = False
         self.client_gone = False
+        # access (issue 5)
+        self.key: ApiKeyRecord | None = None
+        self.key_header: bytes | None = None  # the header that carried a valid Switchyard key
+        self.decision: Decision | None = None
+        self.injected: tuple[str, ...] = ()
+        self.redactor: Redactor | None = None
+        self.rate_headers: dict[str, str] = {}
+        self.attribution_body: dict[str, Any] | bytes | None = None
+        self._text_headers: dict[str, str] | None = None
+
+    @property
+    def text_headers(self) -> dict[str, str]:
+        """Request headers as str (lower-case names), built once when something needs them."""
+        if self._text_headers is None:
+            self._text_headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in self.scope["headers"]}
+        return self._text_headers
 
     async def run(self) -> None:
         lease: Lease | None = None
@@ -192,6 +212,7 @@ class ProxyExchange:
         try:
             body = await self._read_body()
             watcher = asyncio.create_task(self._watch_disconnect(asyncio.current_task()))  # type: ignore[arg-type]
+            self._authenticate()
             body, target = self._route(body)
             if target.kind == "local":
                 lease = await self._acquire_local(target)
@@ -264,9 +285,44 @@ class ProxyExchange:
                 handler.cancel()
                 return
 
+    def _authenticate(self) -> None:
+        """Find the Switchyard key the client presented; 401 when one is required and missing or bad.
+
+        Keys are required when the require-auth setting is on, and always when the config lists `apiKeys`
+        (as in llama-swap). A request without a valid key may still pass when neither applies.
+        """
+        access = self.runtime.access
+        presented = extract_presented_key(self._key_headers())
+        required = self.runtime.live.require_auth or bool(self.runtime.config.api_keys)
+        if presented is None:
+            if required:
+                raise GatewayError(401, "missing API key: send it as Authorization: Bearer <key> or x-api-key", code="missing_api_key")
+            return
+        result = access.key_table.authenticate(presented.key)
+        if result.ok:
+            self.key = result.record
+            self.key_header = presented.header.encode("latin-1")
+            access.note_key_used(result.record.id)
+        elif required:
+            raise GatewayError(401, result.message, code="invalid_api_key")
+
+    def _key_headers(self) -> dict[str, str]:
+        headers = self.headers
+        out = {}
+        for name in (b"authorization", b"x-api-key", b"x-switchyard-api-key"):
+            value = headers.get(name)
+            if value is not None:
+                out[name.decode()] = value.decode("latin-1")
+        return out
+
     def _route(self, body: bytes) -> tuple[bytes, Target]:
-        """Find the model named by the request and where it goes; rewrite the body if it must change."""
+        """Find the model the request names, apply the key's limits and the routing policy, and pick the target.
+
+        The body is decoded at most once more, only when something must change in it (filters, a rewritten
+        model, sampling overrides, a key's system prompt), and encoded once.
+        """
         source = self.endpoint.model_from
+        fields = None
         if source == "path":
             assert self.passthrough is not None
             name: str | None = self.passthrough[0]
@@ -288,10 +344,87 @@ class ProxyExchange:
                 code="model_not_found",
             )
         self.model = name
-        target = self.target = self._resolve(name, allow_selectors=source != "path")
-        if source == "json" and needs_rewrite(target):
-            body = _encode(rewrite_body(_decode_any(body), target))
+        self._attribution_source(body, fields)
+        key = self.key
+        if key is not None:
+            self._check_key(key, name)
+        target, routed_name = self._apply_policy(name, allow_selectors=source != "path")
+        self.target = target
+        if source == "json":
+            body = self._rewrite_json(body, target, routed_name)
         return body, target
+
+    def _attribution_source(self, body: bytes, fields: RequestFields | None) -> None:
+        wanted = self.runtime.access.attribution.body_fields
+        if not wanted or fields is None:
+            self.attribution_body = None
+        elif wanted <= {"user", "metadata"}:
+            self.attribution_body = {"user": fields.user, "metadata": fields.metadata}
+        else:
+            self.attribution_body = body  # a custom mapping reads other fields: decoded at record time
+
+    def _check_key(self, key: ApiKeyRecord, model: str) -> None:
+        if not key.allows_model(model):
+            raise GatewayError(403, f"this API key may not use model {model!r}", code="model_not_allowed")
+        if key.rpm_limit or key.tpm_limit:
+            decision = self.runtime.access.rate_limiter.check(key.id, rpm=key.rpm_limit, tpm=key.tpm_limit)
+            self.rate_headers = decision.headers()
+            if not decision.allowed:
+                raise GatewayError(429, decision.message, code="rate_limit_exceeded", headers=self.rate_headers)
+
+    def _apply_policy(self, name: str, *, allow_selectors: bool) -> tuple[Target, str]:
+        """Evaluate routing rules; returns the target and the model name after any rewrite."""
+        policy = self.runtime.access.policy
+        if not len(policy):
+            return self._resolve(name, allow_selectors=allow_selectors), name
+        key = self.key
+        facts = RequestFacts(
+            path=self.scope["path"], model=name, key_id=key.id if key else None, headers=self.text_headers,
+            body_size=self.request_size,
+        )  # fmt: skip
+        decision = self.decision = policy.evaluate(facts)
+        if decision.injects_credentials and key is None:
+            raise GatewayError(401, "this route injects stored credentials and needs a valid Switchyard API key", code="missing_api_key")
+        if decision.action == "reject":
+            raise GatewayError(decision.reject_status or 403, decision.reject_message or "rejected by policy", code="policy_rejected")
+        routed = decision.model or name
+        if decision.action == "route" and decision.target is not None:
+            return self._policy_target(routed, decision.target), routed
+        return self._resolve(routed, allow_selectors=allow_selectors), routed
+
+    def _policy_target(self, name: str, route: RouteTarget) -> Target:
+        config = self.runtime.config
+        if route.kind == "upstream":
+            return direct_target(
+                name, route.base_url, model=route.model, pass_auth=route.auth_passthrough, insecure=route.insecure_tls
+            )
+        wanted = route.model or (route.value if route.kind == "local" else name)
+        if route.kind == "peer":
+            peer = config.peers.get(route.value)
+            target = resolve_target(config, f"{route.value}/{wanted}") if peer is not None else None
+        else:
+            target = resolve_target(config, wanted)
+        if target is None:
+            raise GatewayError(502, f"routing rule {self.decision.rule_id if self.decision else ''} points at {route.kind} {route.value!r}, which is not configured")
+        return target
+
+    def _rewrite_json(self, body: bytes, target: Target, routed_name: str) -> bytes:
+        shape = body_shape(self.scope["path"])
+        overrides = self.runtime.access.sampling_overrides.get(target.model_id) if shape else None
+        prompt = self.key.system_prompt if self.key is not None and shape else None
+        rewrite = needs_rewrite(target) or routed_name != self.model
+        if not (rewrite or (overrides and not overrides.empty) or prompt):
+            return body
+        data = _decode_any(body)
+        if not isinstance(data, dict):
+            return body
+        if rewrite:
+            rewrite_body(data, target)
+        if overrides is not None and shape is not None:
+            overrides.apply(data, shape)
+        if prompt and shape is not None:
+            inject_system_prompt(data, prompt, shape)
+        return _encode(data)
 
     def _resolve(self, name: str, *, allow_selectors: bool) -> Target:
         runtime = self.runtime
@@ -377,10 +510,14 @@ class ProxyExchange:
     def _outbound(self, target: Target, lease: Lease | None) -> tuple[str, str, list[tuple[bytes, bytes]]]:
         """(base URL, path with query, headers) of the upstream request."""
         scope = self.scope
-        strip = HOP_BY_HOP if target.pass_auth else HOP_BY_HOP | CLIENT_AUTH
-        headers: list[tuple[bytes, bytes]] = [(k, v) for k, v in scope["headers"] if k not in strip]
         if target.pass_auth:
-            headers = [(k, v) for k, v in headers if k != b"x-switchyard-api-key"]
+            # the client's own credentials go through; a Switchyard key never does
+            strip = HOP_BY_HOP | {b"x-switchyard-api-key"}
+            if self.key_header is not None:
+                strip = strip | {self.key_header}
+        else:
+            strip = HOP_BY_HOP | CLIENT_AUTH
+        headers: list[tuple[bytes, bytes]] = [(k, v) for k, v in scope["headers"] if k not in strip]
         headers.append((b"accept-encoding", b"identity"))
         if target.api_key and not target.pass_auth:
             headers.append((b"authorization", b"Bearer " + target.api_key.encode()))
@@ -394,8 +531,22 @@ class ProxyExchange:
             return (lease.base_url if lease is not None else target.model.proxy), path, headers
         return target.base_url, path_for_base(target.base_url, path), headers
 
+    def _inject_credentials(self, headers: list[tuple[bytes, bytes]], body: bytes) -> tuple[list[tuple[bytes, bytes]], bytes]:
+        """Apply the routing decision's credential bindings (stored secrets → outbound header or placeholder)."""
+        decision = self.decision
+        if decision is None or not decision.bindings:
+            return headers, body
+        try:
+            result = apply_bindings(headers, body, decision.bindings, self.runtime.access.resolve_secret)
+        except VaultError as exc:
+            raise GatewayError(503, f"credential injection failed: {exc}", code="credential_unavailable") from None
+        self.injected = result.injected
+        self.redactor = result.redactor
+        return result.headers, result.body
+
     async def _forward(self, body: bytes, target: Target, lease: Lease | None) -> None:
         base, path, headers = self._outbound(target, lease)
+        headers, body = self._inject_credentials(headers, body)
         header_timeout = target.timeouts.response_header or self.runtime.settings.upstream_header_timeout
         try:
             async with asyncio.timeout(header_timeout if header_timeout > 0 else None):
@@ -431,6 +582,8 @@ class ProxyExchange:
             is_stream = "text/event-stream" in content_type or response.header(b"content-length") is None
             if is_stream and response.header(b"x-accel-buffering") is None:
                 headers = [*headers, (b"x-accel-buffering", b"no")]
+            if self.rate_headers:
+                headers = [*headers, *((k.encode(), v.encode()) for k, v in self.rate_headers.items())]
             await self._send_start(self.status, headers)
         try:
             async for chunk in response.iter_body():
@@ -482,7 +635,13 @@ class ProxyExchange:
                 request_body=self.request_capture,
                 response_headers=self.response_headers,
                 response_body=self.response_capture,
+                redact_values=self.redactor.values if self.redactor else (),
             )
+        key = self.key
+        if key is not None and usage is not None and usage.total_tokens and (key.tpm_limit or key.rpm_limit):
+            self.runtime.access.rate_limiter.record_tokens(key.id, usage.total_tokens)
+        attribution = self.runtime.access.attribution.extract(self.text_headers, self.attribution_body)
+        decision = self.decision
         record = {
             "created_at": self.created_at,
             "method": self.scope["method"],
@@ -507,6 +666,15 @@ class ProxyExchange:
             "cost_usd": cost.usd if cost else (0.0 if target and target.kind == "local" else None),
             "cost_known": cost.known if cost else bool(target and target.kind == "local"),
             "capture": capture,
+            "api_key_id": key.id if key else None,
+            "api_key_name": key.name if key else None,
+            "client_name": attribution.client,
+            "end_user": attribution.end_user,
+            "session_id": attribution.session,
+            "policy_rule_id": decision.rule_id if decision else None,
+            "policy_action": decision.action if decision and decision.rule_id else None,
+            "routed_model": decision.model if decision and decision.rewritten else None,
+            "credentials_used": list(self.injected) or None,
         }
         self.runtime.request_completed(record)
 
