@@ -18,6 +18,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from api import __version__
+from api.admin.admin_routes import ADMIN_MIDDLEWARE, ADMIN_ROUTES
 from api.admin.events import events
 from api.admin.logs import logs_history, logs_stream, logs_stream_all
 from api.admin.models import ModelLifecycleController, ProfileController, running
@@ -54,7 +55,9 @@ def build_litestar(runtime: Runtime) -> Litestar:
         route_handlers=[
             health, RequestController, running, ModelLifecycleController, ProfileController,
             logs_history, logs_stream_all, logs_stream, events,
+            *ADMIN_ROUTES,
         ],  # fmt: skip
+        middleware=ADMIN_MIDDLEWARE,
         plugins=[SQLAlchemyPlugin(config=runtime.alchemy)],
         on_startup=[on_startup],
         on_shutdown=[on_shutdown],

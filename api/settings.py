@@ -67,6 +67,13 @@ class Settings:
     log_queue_size: int = field(default_factory=lambda: int(_env("SWITCHYARD_LOG_QUEUE_SIZE", "10000")))
     starvation_bound: float = field(default_factory=lambda: float(_env("SWITCHYARD_STARVATION_BOUND", "10")))
     watch_config: bool = field(default_factory=lambda: _bool(_env("SWITCHYARD_WATCH_CONFIG", "true")))
+    # admin API and sign-in (issue 6)
+    admin_token: str = field(default_factory=lambda: _env("SWITCHYARD_ADMIN_TOKEN", ""))
+    public_url: str = field(default_factory=lambda: _env("SWITCHYARD_PUBLIC_URL", ""))
+    rp_id: str = field(default_factory=lambda: _env("SWITCHYARD_RP_ID", ""))
+    origin: str = field(default_factory=lambda: _env("SWITCHYARD_ORIGIN", ""))
+    session_hours: float = field(default_factory=lambda: float(_env("SWITCHYARD_SESSION_HOURS", "168")))
+    gpu_poll_seconds: float = field(default_factory=lambda: float(_env("SWITCHYARD_GPU_POLL_SECONDS", "10")))
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -87,6 +94,12 @@ class Settings:
             "log_queue_size": "SWITCHYARD_LOG_QUEUE_SIZE",
             "starvation_bound": "SWITCHYARD_STARVATION_BOUND",
             "watch_config": "SWITCHYARD_WATCH_CONFIG",
+            "admin_token": "SWITCHYARD_ADMIN_TOKEN",
+            "public_url": "SWITCHYARD_PUBLIC_URL",
+            "rp_id": "SWITCHYARD_RP_ID",
+            "origin": "SWITCHYARD_ORIGIN",
+            "session_hours": "SWITCHYARD_SESSION_HOURS",
+            "gpu_poll_seconds": "SWITCHYARD_GPU_POLL_SECONDS",
         }
         out = {}
         for f in fields(self):
