@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from alembic import context
 from api.db import access as _access_models  # noqa: F401  (registers the access tables)
 from api.db.engine import configure_engine, ensure_sqlite_directory
+from api.db import admin_models  # noqa: F401 - registers the admin tables on the metadata
 from api.db.models import BigIntBase
 
 config = context.config

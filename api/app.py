@@ -19,6 +19,7 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from api import __version__
 from api.admin.access_routes import ACCESS_ROUTES
+from api.admin.admin_routes import ADMIN_MIDDLEWARE, ADMIN_ROUTES
 from api.admin.events import events
 from api.admin.logs import logs_history, logs_stream, logs_stream_all
 from api.admin.models import ModelLifecycleController, ProfileController, running
@@ -68,7 +69,9 @@ def build_litestar(runtime: Runtime) -> Litestar:
             logs_stream,
             events,
             *ACCESS_ROUTES,
+            *ADMIN_ROUTES,
         ],  # fmt: skip
+        middleware=ADMIN_MIDDLEWARE,
         plugins=[SQLAlchemyPlugin(config=runtime.alchemy)],
         on_startup=[on_startup],
         on_shutdown=[on_shutdown],

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -15,13 +16,19 @@ from typing import Any
 import httpx
 
 from api.access_store import AccessStore
+from api.auth.sign_in import SignIn
 from api.db.engine import make_alchemy_config
+from api.metrics import GatewayMetrics
 from api.settings import Settings
 from api.settings_store import RuntimeSettings, SettingsStore
+from api.workers.model_events import ModelEventWriter
 from api.workers.request_log import RequestLogWriter
+from api.workers.retention import RetentionTask
 from core.config import Config, ConfigError, load_config
 from core.config.schema import ProfileConfig
 from core.events import EventBus
+from core.gpu import GpuPoller, GpuSample, detect_readers
+from core.keys import SCOPE_ADMIN
 from core.logbook import LogBook
 from core.pricing import PricingCatalog
 from core.selectors import SelectorRouter
@@ -38,7 +45,13 @@ class Runtime:
         self.started_at = time.time()
         self.logs = LogBook()
         self.events = EventBus()
-        self.engine = SwapEngine(config, logs=self.logs, events=self.events, starvation_bound=settings.starvation_bound)
+        self.engine = SwapEngine(
+            config,
+            logs=self.logs,
+            events=self.events,
+            starvation_bound=settings.starvation_bound,
+            on_model_event=self._model_event,
+        )
         self.alchemy = make_alchemy_config(settings.database_url)
         self.request_log = RequestLogWriter(self.alchemy.get_engine(), max_queue=settings.log_queue_size)
         self.settings_store = SettingsStore(self.alchemy.get_engine())
@@ -58,6 +71,12 @@ class Runtime:
         self.active_profile: str | None = config.startup_profile or None
         self._config_mtime: float | None = None
         self._watch_task: asyncio.Task[None] | None = None
+        # ---- admin (issue 6): model history, metrics, GPU monitoring, sign-in, retention
+        self.model_events = ModelEventWriter(self.alchemy.get_engine())
+        self.metrics = GatewayMetrics(self)
+        self.gpu = GpuPoller(detect_readers(), interval=settings.gpu_poll_seconds, on_sample=self._gpu_sampled)
+        self.sign_in = SignIn(self.alchemy.get_engine(), settings)
+        self.retention = RetentionTask(self)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
@@ -72,7 +91,10 @@ class Runtime:
         await self.settings_store.load()
         await self.access.start()
         await self.request_log.start()
+        await self.model_events.start()
         await self.engine.start()
+        self.gpu.start()
+        self.retention.start()
         self._config_mtime = _mtime(self.settings.config_path)
         if self.settings.watch_config:
             self._watch_task = asyncio.create_task(self._watch_config(), name="config-watcher")
@@ -81,9 +103,12 @@ class Runtime:
     async def stop(self) -> None:
         if self._watch_task is not None:
             self._watch_task.cancel()
+        await self.retention.stop()
+        await self.gpu.stop()
         await self.engine.shutdown()
         await self.access.stop()
         await self.request_log.close()
+        await self.model_events.close()
         await self.upstreams.aclose()
         await self.http.aclose()
         await self.alchemy.get_engine().dispose()
@@ -101,6 +126,7 @@ class Runtime:
     def request_completed(self, record: dict[str, Any]) -> None:
         """Called by the gateway once per finished request; never blocks."""
         self.request_log.submit(record)
+        self.metrics.observe_request(record)
         self.events.publish(
             "request.completed",
             cost_usd=record.get("cost_usd"),
@@ -111,6 +137,21 @@ class Runtime:
             prompt_tokens=record["prompt_tokens"],
             completion_tokens=record["completion_tokens"],
         )
+
+    # ------------------------------------------------------------------- admin
+
+    def authenticate_admin_key(self, secret: str) -> bool:
+        """Whether `secret` is a valid API key with the admin scope (database keys and the bootstrap token)."""
+        result = self.access.key_table.authenticate(secret)
+        return result.ok and result.record is not None and result.record.has_scope(SCOPE_ADMIN)
+
+    def _model_event(self, model_id: str, state: str, data: dict[str, Any]) -> None:
+        """The swap engine's state-change callback: history row and load-time metric, never blocking."""
+        self.model_events.submit(model_id, state, data)
+        self.metrics.observe_model_event(model_id, state, data)
+
+    def _gpu_sampled(self, samples: list[GpuSample]) -> None:
+        self.events.publish("gpu.sample", gpus=[dataclasses.asdict(sample) for sample in samples])
 
     # ----------------------------------------------------------- config reload
 

@@ -71,8 +71,13 @@ class Settings:
     watch_config: bool = field(default_factory=lambda: _bool(_env("SWITCHYARD_WATCH_CONFIG", "true")))
     #: the credential vault's key material (>= 32 characters); without it no credential can be stored or used
     secret_key: str = field(default_factory=lambda: _env("SWITCHYARD_SECRET_KEY", ""), repr=False)
-    #: a bootstrap admin-scoped API key (for automation and the first sign-in); empty disables it
+    # admin API and sign-in (issue 6)
     admin_token: str = field(default_factory=lambda: _env("SWITCHYARD_ADMIN_TOKEN", ""), repr=False)
+    public_url: str = field(default_factory=lambda: _env("SWITCHYARD_PUBLIC_URL", ""))
+    rp_id: str = field(default_factory=lambda: _env("SWITCHYARD_RP_ID", ""))
+    origin: str = field(default_factory=lambda: _env("SWITCHYARD_ORIGIN", ""))
+    session_hours: float = field(default_factory=lambda: float(_env("SWITCHYARD_SESSION_HOURS", "168")))
+    gpu_poll_seconds: float = field(default_factory=lambda: float(_env("SWITCHYARD_GPU_POLL_SECONDS", "10")))
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -97,6 +102,11 @@ class Settings:
             "dashboard": "SWITCHYARD_DASHBOARD",
             "secret_key": "SWITCHYARD_SECRET_KEY",
             "admin_token": "SWITCHYARD_ADMIN_TOKEN",
+            "public_url": "SWITCHYARD_PUBLIC_URL",
+            "rp_id": "SWITCHYARD_RP_ID",
+            "origin": "SWITCHYARD_ORIGIN",
+            "session_hours": "SWITCHYARD_SESSION_HOURS",
+            "gpu_poll_seconds": "SWITCHYARD_GPU_POLL_SECONDS",
         }
         out = {}
         for f in fields(self):

@@ -152,6 +152,6 @@ class GatewayProcess:
             self._log.close()
 
     def requests(self, **params) -> list[dict]:
-        response = httpx.get(self.base_url + "/api/requests", params=params, timeout=10)
+        response = httpx.get(self.base_url + "/api/requests", params=params, headers=ADMIN_HEADERS, timeout=10)
         response.raise_for_status()
         return response.json()["items"]

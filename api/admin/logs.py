@@ -14,7 +14,7 @@ from api.runtime import Runtime
 from core.logbook import LogLine
 
 
-def _sources(runtime: Runtime, source: str) -> list[str]:
+def log_sources(runtime: Runtime, source: str) -> list[str]:
     """'' → everything, 'proxy' → the gateway, 'upstream' → every model, else one model id/alias."""
     models = sorted(runtime.config.models)
     if source == "":
@@ -37,7 +37,7 @@ def _format(line: LogLine, prefix: bool) -> bytes:
 @get("/logs", tags=["logs"], summary="Log history (gateway and every model) as text", media_type="text/plain")
 async def logs_history(request: Request) -> bytes:
     runtime = get_runtime(request)
-    return b"".join(_format(line, True) for line in runtime.logs.history(_sources(runtime, "")))
+    return b"".join(_format(line, True) for line in runtime.logs.history(log_sources(runtime, "")))
 
 
 async def _stream(runtime: Runtime, sources: list[str], history: bool) -> AsyncIterator[bytes]:
@@ -58,7 +58,7 @@ async def _stream(runtime: Runtime, sources: list[str], history: bool) -> AsyncI
 
 def _stream_response(request: Request, source: str) -> Stream:
     runtime = get_runtime(request)
-    sources = _sources(runtime, source.strip("/"))
+    sources = log_sources(runtime, source.strip("/"))
     history = "no-history" not in request.query_params
     return Stream(
         _stream(runtime, sources, history),

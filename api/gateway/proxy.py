@@ -296,7 +296,9 @@ class ProxyExchange:
         required = self.runtime.live.require_auth or bool(self.runtime.config.api_keys)
         if presented is None:
             if required:
-                raise GatewayError(401, "missing API key: send it as Authorization: Bearer <key> or x-api-key", code="missing_api_key")
+                raise GatewayError(
+                    401, "missing API key: send it as Authorization: Bearer <key> or x-api-key", code="missing_api_key"
+                )
             return
         result = access.key_table.authenticate(presented.key)
         if result.ok:
@@ -384,9 +386,15 @@ class ProxyExchange:
         )  # fmt: skip
         decision = self.decision = policy.evaluate(facts)
         if decision.injects_credentials and key is None:
-            raise GatewayError(401, "this route injects stored credentials and needs a valid Switchyard API key", code="missing_api_key")
+            raise GatewayError(
+                401,
+                "this route injects stored credentials and needs a valid Switchyard API key",
+                code="missing_api_key",
+            )
         if decision.action == "reject":
-            raise GatewayError(decision.reject_status or 403, decision.reject_message or "rejected by policy", code="policy_rejected")
+            raise GatewayError(
+                decision.reject_status or 403, decision.reject_message or "rejected by policy", code="policy_rejected"
+            )
         routed = decision.model or name
         if decision.action == "route" and decision.target is not None:
             return self._policy_target(routed, decision.target), routed
@@ -405,7 +413,10 @@ class ProxyExchange:
         else:
             target = resolve_target(config, wanted)
         if target is None:
-            raise GatewayError(502, f"routing rule {self.decision.rule_id if self.decision else ''} points at {route.kind} {route.value!r}, which is not configured")
+            raise GatewayError(
+                502,
+                f"routing rule {self.decision.rule_id if self.decision else ''} points at {route.kind} {route.value!r}, which is not configured",
+            )
         return target
 
     def _rewrite_json(self, body: bytes, target: Target, routed_name: str) -> bytes:
@@ -531,7 +542,9 @@ class ProxyExchange:
             return (lease.base_url if lease is not None else target.model.proxy), path, headers
         return target.base_url, path_for_base(target.base_url, path), headers
 
-    def _inject_credentials(self, headers: list[tuple[bytes, bytes]], body: bytes) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    def _inject_credentials(
+        self, headers: list[tuple[bytes, bytes]], body: bytes
+    ) -> tuple[list[tuple[bytes, bytes]], bytes]:
         """Apply the routing decision's credential bindings (stored secrets → outbound header or placeholder)."""
         decision = self.decision
         if decision is None or not decision.bindings:

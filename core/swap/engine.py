@@ -211,6 +211,10 @@ class SwapEngine:
         if new == ProcessState.READY and process.last_load_seconds is not None:
             data["load_seconds"] = round(process.last_load_seconds, 4)
             self.policy.record_load(process.id, process.last_load_seconds)
+        elif new in (ProcessState.STOPPING, ProcessState.STOPPED) and process.stop_reason:
+            data["reason"] = process.stop_reason
+        elif new == ProcessState.FAILED and old == ProcessState.READY and process.last_exit_code is not None:
+            data["reason"] = f"exited with code {process.last_exit_code}"
         self.events.publish("model.state", **data)
         self.logs.ring("proxy").write(f"model {process.id}: {old.value} → {new.value}")
         if self._on_model_event:

@@ -96,6 +96,8 @@ class ModelProcess:
         self.ready_at: float | None = None
         self.last_load_seconds: float | None = None
         self.last_exit_code: int | None = None
+        #: why the server was last asked to stop ("swap to b", "ttl", "unload" …), for the load history
+        self.stop_reason: str | None = None
 
     @property
     def id(self) -> str:
@@ -225,6 +227,7 @@ class ModelProcess:
         async with self._lock:
             if self._state in (ProcessState.STOPPED, ProcessState.SHUTDOWN):
                 return
+            self.stop_reason = reason
             if self._state != ProcessState.FAILED or self._alive():
                 self._set_state(ProcessState.STOPPING)
                 self.log.write(f"[switchyard] stopping {self.id} ({reason})")

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.integration.conftest import fake_cmd, llama_cmd
-from tests.servers import pids_with, wait_until
+from tests.servers import ADMIN_HEADERS, pids_with, wait_until
 
 
 def chat(gateway, model: str, **extra) -> httpx.Response:
@@ -56,7 +56,7 @@ groups:
     assert chat(gateway, "b").status_code == 200
     wait_until(lambda: not alive(f"{tag}-a"), message="a swapped out by b (swap: true)")
     assert alive(f"{tag}-b") and alive(f"{tag}-p")
-    running = httpx.get(gateway.base_url + "/running").json()
+    running = httpx.get(gateway.base_url + "/running", headers=ADMIN_HEADERS).json()
     assert sorted(r["model"] for r in running["running"]) == ["b", "p"]
     assert all(r["state"] == "ready" for r in running["running"])
 
@@ -75,7 +75,7 @@ def test_abcabc_sent_together_is_collated_into_at_most_two_swaps(gateway_factory
     for thread in threads:
         thread.join()
     assert list(results.values()) == [200] * 6
-    swaps = httpx.get(gateway.base_url + "/running").json()["swaps"]
+    swaps = httpx.get(gateway.base_url + "/running", headers=ADMIN_HEADERS).json()["swaps"]
     assert swaps <= 2, f"{swaps} swaps for ABCABC"
 
 
@@ -92,7 +92,7 @@ def test_requests_during_a_slow_start_share_one_start(gateway_factory, tmp_path)
     for thread in threads:
         thread.join()
     assert codes == [200] * 4
-    log = httpx.get(gateway.base_url + "/logs").text
+    log = httpx.get(gateway.base_url + "/logs", headers=ADMIN_HEADERS).text
     assert log.count("starting slow") == 1
 
 
@@ -104,13 +104,15 @@ def test_unload_endpoints_and_running(gateway_factory, llama_bin, tiny_gguf, tag
     assert chat(gateway, "one").status_code == 200
     second = chat(gateway, "two/with-slash")
     assert second.status_code == 200, second.text
-    response = httpx.post(gateway.base_url + "/api/models/unload/two/with-slash", timeout=30)
+    response = httpx.post(gateway.base_url + "/api/models/unload/two/with-slash", headers=ADMIN_HEADERS, timeout=30)
     assert response.status_code == 200 and response.json()["unloaded"] == "two/with-slash"
     assert not alive(f"{tag}-two/with-slash") and alive(f"{tag}-one")
-    assert httpx.post(gateway.base_url + "/api/models/unload/nope", timeout=30).status_code == 404
-    assert httpx.post(gateway.base_url + "/api/models/unload", timeout=30).status_code == 200
+    assert (
+        httpx.post(gateway.base_url + "/api/models/unload/nope", headers=ADMIN_HEADERS, timeout=30).status_code == 404
+    )
+    assert httpx.post(gateway.base_url + "/api/models/unload", headers=ADMIN_HEADERS, timeout=30).status_code == 200
     assert not alive(f"{tag}-one")
-    assert httpx.get(gateway.base_url + "/running").json()["running"] == []
+    assert httpx.get(gateway.base_url + "/running", headers=ADMIN_HEADERS).json()["running"] == []
 
 
 def test_upstream_passthrough_loads_on_demand_and_honours_ignore_paths(gateway_factory, llama_bin, tiny_gguf, tag):
@@ -128,17 +130,19 @@ def test_upstream_passthrough_loads_on_demand_and_honours_ignore_paths(gateway_f
 def test_logs_history_and_live_stream(gateway_factory, llama_bin, tiny_gguf, tag):
     gateway = gateway_factory(models_yaml(llama_bin, tiny_gguf, tag, ["m"]))
     assert chat(gateway, "m").status_code == 200
-    with httpx.stream("GET", gateway.base_url + "/logs/stream/m", timeout=10) as response:
+    with httpx.stream("GET", gateway.base_url + "/logs/stream/m", headers=ADMIN_HEADERS, timeout=10) as response:
         assert response.headers["content-type"].startswith("text/plain")
         history = next(response.iter_text())
     assert "[switchyard] starting m" in history and "ready in" in history
-    assert "[switchyard] starting m" in httpx.get(gateway.base_url + "/logs").text
-    assert httpx.get(gateway.base_url + "/logs/stream/nope", timeout=5).status_code == 404
+    assert "[switchyard] starting m" in httpx.get(gateway.base_url + "/logs", headers=ADMIN_HEADERS).text
+    assert httpx.get(gateway.base_url + "/logs/stream/nope", headers=ADMIN_HEADERS, timeout=5).status_code == 404
 
     lines: list[str] = []
 
     def follow() -> None:
-        with httpx.stream("GET", gateway.base_url + "/logs/stream/proxy?no-history", timeout=10) as live:
+        with httpx.stream(
+            "GET", gateway.base_url + "/logs/stream/proxy?no-history", headers=ADMIN_HEADERS, timeout=10
+        ) as live:
             for line in live.iter_lines():
                 lines.append(line)
                 if "stopping" in line:
@@ -147,7 +151,7 @@ def test_logs_history_and_live_stream(gateway_factory, llama_bin, tiny_gguf, tag
     follower = threading.Thread(target=follow, daemon=True)
     follower.start()
     time.sleep(0.5)
-    httpx.post(gateway.base_url + "/api/models/unload", timeout=30)
+    httpx.post(gateway.base_url + "/api/models/unload", headers=ADMIN_HEADERS, timeout=30)
     follower.join(10)
     assert lines and "started with" not in "".join(lines)  # no history, only what happened after connecting
     assert any("m: ready → stopping" in line for line in lines)
@@ -158,7 +162,7 @@ def test_events_stream_reports_model_state_and_requests(gateway_factory, llama_b
     seen: list[tuple[str, dict]] = []
 
     def listen() -> None:
-        with httpx.stream("GET", gateway.base_url + "/api/events", timeout=30) as response:
+        with httpx.stream("GET", gateway.base_url + "/api/events", headers=ADMIN_HEADERS, timeout=30) as response:
             event = None
             for line in response.iter_lines():
                 if line.startswith("event: "):
@@ -228,7 +232,12 @@ selectors:
     )
     # no profile active: 'coder' is unknown
     assert chat(gateway, "coder").status_code == 404
-    assert httpx.put(gateway.base_url + "/api/profiles/active", json={"active": "coding"}).status_code == 200
+    assert (
+        httpx.put(
+            gateway.base_url + "/api/profiles/active", headers=ADMIN_HEADERS, json={"active": "coding"}
+        ).status_code
+        == 200
+    )
     assert chat(gateway, "coder").status_code == 200
     assert alive(f"{tag}-large")
     disabled = chat(gateway, "retired")
@@ -238,7 +247,10 @@ selectors:
     assert not alive(f"{tag}-small")
     rows = gateway.requests()
     assert rows[0]["model"] == "best" and rows[0]["upstream_model"] == "large"
-    assert httpx.put(gateway.base_url + "/api/profiles/active", json={"active": "nope"}).status_code == 400
+    assert (
+        httpx.put(gateway.base_url + "/api/profiles/active", headers=ADMIN_HEADERS, json={"active": "nope"}).status_code
+        == 400
+    )
 
 
 def test_peers_get_their_api_key_filters_and_own_model_name(gateway_factory, tmp_path):
@@ -307,7 +319,10 @@ def test_config_hot_reload_keeps_unchanged_models_running(gateway_factory, llama
     assert chat(gateway, "zz-added").status_code == 200
     # a broken file is rejected and the last good config stays in effect
     gateway.config_path.write_text("models: [this is: not valid")
-    wait_until(lambda: "config reload rejected" in httpx.get(gateway.base_url + "/logs").text, message="rejection")
+    wait_until(
+        lambda: "config reload rejected" in httpx.get(gateway.base_url + "/logs", headers=ADMIN_HEADERS).text,
+        message="rejection",
+    )
     assert listed() == ["keep", "zz-added"]
     assert chat(gateway, "zz-added").status_code == 200
 
