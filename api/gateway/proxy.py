@@ -555,6 +555,8 @@ class ProxyExchange:
             raise GatewayError(503, f"credential injection failed: {exc}", code="credential_unavailable") from None
         self.injected = result.injected
         self.redactor = result.redactor
+        for slug in result.injected:
+            self.runtime.metrics.credential_injections.labels(credential=slug).inc()
         return result.headers, result.body
 
     async def _forward(self, body: bytes, target: Target, lease: Lease | None) -> None:
