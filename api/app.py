@@ -1,7 +1,8 @@
 """Application assembly: one ASGI callable for Granian.
 
 Inference paths go straight to the raw-ASGI :class:`GatewayApp` (the hot path,
-no framework routing or middleware); everything else goes to the Litestar app
+no framework routing or middleware), ``/ollama/...`` to the raw-ASGI :class:`OllamaApp`
+(the Ollama API; ``/api/*`` on :3000 stays the admin API); everything else goes to the Litestar app
 (admin API, OpenAPI docs, health). Both share one :class:`Runtime`, which the
 Litestar lifespan starts and stops.
 """
@@ -19,10 +20,12 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from api import __version__
 from api.admin.events import events
+from api.admin.library_routes import LIBRARY_ROUTES
 from api.admin.logs import logs_history, logs_stream, logs_stream_all
 from api.admin.models import ModelLifecycleController, ProfileController, running
 from api.admin.requests import RequestController
 from api.admin.system import health
+from api.gateway.ollama import OllamaApp
 from api.gateway.proxy import GatewayApp
 from api.runtime import Runtime
 from api.settings import Settings
@@ -35,10 +38,14 @@ class SwitchyardApp:
         self.runtime = runtime
         self.litestar = litestar_app
         self.gateway = GatewayApp(runtime)
+        self.ollama = OllamaApp(runtime)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http" and self.gateway.handles(scope["path"]):
             await self.gateway(scope, receive, send)
+            return
+        if scope["type"] == "http" and self.ollama.handles(scope["path"]):
+            await self.ollama(scope, receive, send)
             return
         await self.litestar(scope, receive, send)
 
@@ -53,7 +60,7 @@ def build_litestar(runtime: Runtime) -> Litestar:
     app = Litestar(
         route_handlers=[
             health, RequestController, running, ModelLifecycleController, ProfileController,
-            logs_history, logs_stream_all, logs_stream, events,
+            logs_history, logs_stream_all, logs_stream, events, *LIBRARY_ROUTES,
         ],  # fmt: skip
         plugins=[SQLAlchemyPlugin(config=runtime.alchemy)],
         on_startup=[on_startup],

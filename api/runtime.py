@@ -1,6 +1,9 @@
 """Runtime: the live objects one gateway process owns (config, swap engine, clients, log writer).
 
 Created by :func:`api.app.create_app`, started and stopped by the Litestar lifespan.
+
+`file_config` is config.yaml as loaded; `config` is what is served: the file's models plus the models the
+model library generates (see api.library). Every change to either goes through :meth:`Runtime.apply_config`.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from typing import Any
 import httpx
 
 from api.db.engine import make_alchemy_config
+from api.gateway.ollama_listener import OllamaListener
+from api.library import LibraryService
 from api.settings import Settings
 from api.settings_store import RuntimeSettings, SettingsStore
 from api.workers.request_log import RequestLogWriter
@@ -42,6 +47,7 @@ def _scheme_host(url: str) -> str:
 class Runtime:
     def __init__(self, settings: Settings, config: Config):
         self.settings = settings
+        self.file_config = config
         self.config = config
         self.started_at = time.time()
         self.logs = LogBook()
@@ -63,6 +69,9 @@ class Runtime:
         self.active_profile: str | None = config.startup_profile or None
         self._config_mtime: float | None = None
         self._watch_task: asyncio.Task[None] | None = None
+        self._config_lock = asyncio.Lock()
+        self.library = LibraryService(self)
+        self.ollama_listener = OllamaListener(self)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
@@ -77,6 +86,9 @@ class Runtime:
         await self.settings_store.load()
         await self.request_log.start()
         await self.engine.start()
+        await self.library.start()
+        await self.apply_config()
+        await self.ollama_listener.start()
         self._config_mtime = _mtime(self.settings.config_path)
         if self.settings.watch_config:
             self._watch_task = asyncio.create_task(self._watch_config(), name="config-watcher")
@@ -85,6 +97,8 @@ class Runtime:
     async def stop(self) -> None:
         if self._watch_task is not None:
             self._watch_task.cancel()
+        await self.ollama_listener.stop()
+        await self.library.stop()
         await self.engine.shutdown()
         await self.request_log.close()
         await self.local_http.aclose()
@@ -132,10 +146,19 @@ class Runtime:
 
     # ----------------------------------------------------------- config reload
 
+    async def apply_config(self, file_config: Config | None = None) -> None:
+        """Serve `file_config` (default: the current one) merged with the library's models."""
+        async with self._config_lock:
+            if file_config is not None:
+                self.file_config = file_config
+            merged = await self.library.merged(self.file_config)
+            await self.engine.reload(merged)
+            self.config = merged
+            self.selectors = SelectorRouter(merged)
+
     async def reload_config(self, config: Config) -> None:
-        await self.engine.reload(config)
-        self.config = config
-        self.selectors = SelectorRouter(config)
+        await self.apply_config(config)
+        config = self.config
         self.active_profile = config.startup_profile or None  # llama-swap: a reload selects the startup profile
         self.events.publish("config.reloaded", models=len(config.models))
         self.logs.ring("proxy").write("config reloaded")

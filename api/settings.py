@@ -69,6 +69,11 @@ class Settings:
     dashboard: bool = field(default_factory=lambda: _bool(_env("SWITCHYARD_DASHBOARD", "true")))
     pricing_path: str = field(default_factory=lambda: _env("SWITCHYARD_PRICING_PATH", ""))
     watch_config: bool = field(default_factory=lambda: _bool(_env("SWITCHYARD_WATCH_CONFIG", "true")))
+    #: the Ollama-compatible listener for clients that assume http://host:11434/api/... (0 disables it)
+    ollama_port: int = field(default_factory=lambda: int(_env("SWITCHYARD_OLLAMA_PORT", "11434")))
+    hf_base_url: str = field(default_factory=lambda: _env("SWITCHYARD_HF_BASE_URL", "https://huggingface.co"))
+    hf_token: str = field(default_factory=lambda: _env("SWITCHYARD_HF_TOKEN", ""))
+    download_speed_limit: int = field(default_factory=lambda: int(_env("SWITCHYARD_DOWNLOAD_SPEED_LIMIT", "0")))
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -91,6 +96,10 @@ class Settings:
             "watch_config": "SWITCHYARD_WATCH_CONFIG",
             "pricing_path": "SWITCHYARD_PRICING_PATH",
             "dashboard": "SWITCHYARD_DASHBOARD",
+            "ollama_port": "SWITCHYARD_OLLAMA_PORT",
+            "hf_base_url": "SWITCHYARD_HF_BASE_URL",
+            "hf_token": "SWITCHYARD_HF_TOKEN",
+            "download_speed_limit": "SWITCHYARD_DOWNLOAD_SPEED_LIMIT",
         }
         out = {}
         for f in fields(self):

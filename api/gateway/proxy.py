@@ -29,6 +29,7 @@ from api.gateway.endpoints import (
     ENDPOINTS,
     PASSTHROUGH,
     Endpoint,
+    RequestFields,
     multipart_field,
     query_field,
     read_json_fields,
@@ -36,8 +37,10 @@ from api.gateway.endpoints import (
 from api.gateway.errors import Family, GatewayError, error_body, sse_error_event
 from core.capture import CaptureBuffer, build_capture
 from core.catalog import known_model_ids, list_models
+from core.presets import apply_sampling_overrides
 from core.routing import Target, join_url, needs_rewrite, resolve_target, rewrite_body
 from core.selectors import ModelDisabled, apply_profile
+from core.swap.capacity import CapacityError
 from core.swap.engine import GatewayShuttingDown, Lease
 from core.swap.scheduler import ConcurrencyLimitError, ModelUnloadedError, UnknownModelError
 from core.tokens import UsageScraper
@@ -62,6 +65,7 @@ LOADING_STATE_PATHS = frozenset({"/v1/chat/completions"})
 GATEWAY_PATHS = frozenset(ENDPOINTS) | {"/v1/models"}
 
 _decode_any = msgspec.json.Decoder().decode
+_decode_fields = msgspec.json.Decoder(RequestFields).decode
 _encode = msgspec.json.Encoder().encode
 
 
@@ -144,6 +148,9 @@ class GatewayApp:
 
 class ProxyExchange:
     """One proxied request/response, from body to log record."""
+
+    #: who asks, for the swap engine's max-loaded cap (core.swap.capacity): API requests never evict under it
+    origin = "api"
 
     def __init__(
         self,
@@ -268,6 +275,7 @@ class ProxyExchange:
         if source == "path":
             assert self.passthrough is not None
             name: str | None = self.passthrough[0]
+            self._refuse_other_model(body, name)
         elif source == "json":
             fields = read_json_fields(body)
             self.streamed = bool(fields.stream)
@@ -287,9 +295,33 @@ class ProxyExchange:
             )
         self.model = name
         target = self.target = self._resolve(name, allow_selectors=source != "path")
-        if source == "json" and needs_rewrite(target):
-            body = _encode(rewrite_body(_decode_any(body), target))
+        overrides = self.runtime.library.sampling_for(target.model_id) if target.kind == "local" else None
+        if source == "json" and (needs_rewrite(target) or overrides):
+            decoded = rewrite_body(_decode_any(body), target)
+            body = _encode(apply_sampling_overrides(decoded, overrides) if overrides else decoded)
         return body, target
+
+    def _refuse_other_model(self, body: bytes, served: str) -> None:
+        """`/upstream/<model>/...` with a JSON body naming another model: refused before anything starts."""
+        if not body.lstrip().startswith(b"{"):
+            return
+        try:
+            named = _decode_fields(body).model
+        except msgspec.MsgspecError:
+            return
+        if not named or named == served:
+            return
+        config = self.runtime.config
+        real = config.real_model_id(served)
+        model = config.models.get(real) if real else None
+        if real is not None and (config.real_model_id(named) == real or (model and named == model.use_model_name)):
+            return
+        raise GatewayError(
+            400,
+            f"this path serves model {served!r} but the request body names {named!r}; "
+            f"send it to /upstream/{named}/... or /v1/...",
+            code="model_mismatch",
+        )
 
     def _resolve(self, name: str, *, allow_selectors: bool) -> Target:
         runtime = self.runtime
@@ -337,7 +369,9 @@ class ProxyExchange:
 
     async def _acquire(self, target: Target) -> Lease:
         try:
-            return await self.runtime.engine.acquire(target.model_id)
+            return await self.runtime.engine.acquire(target.model_id, origin=self.origin)
+        except CapacityError as exc:
+            raise GatewayError(503, str(exc), code="max_loaded", headers={"retry-after": "5"}) from None
         except ConcurrencyLimitError as exc:
             raise GatewayError(429, str(exc), code="concurrency_limit", headers={"retry-after": "1"}) from None
         except UpstreamStartError as exc:
@@ -383,7 +417,7 @@ class ProxyExchange:
             headers.append((b"authorization", b"Bearer " + target.api_key.encode()))
             headers.append((b"x-api-key", target.api_key.encode()))
         query = scope.get("query_string") or b""
-        path = self.passthrough[1] if self.passthrough is not None else scope["path"]
+        path = self._upstream_path()
         if query:
             path += "?" + query.decode("latin-1")
         runtime = self.runtime
@@ -397,6 +431,10 @@ class ProxyExchange:
         header_timeout = target.timeouts.response_header or runtime.settings.upstream_header_timeout
         request = client.build_request(scope["method"], url, headers=headers, content=body)
         return client, request, header_timeout
+
+    def _upstream_path(self) -> str:
+        """The path the upstream receives (subclasses that translate a request send it elsewhere)."""
+        return self.passthrough[1] if self.passthrough is not None else self.scope["path"]
 
     async def _forward(self, body: bytes, target: Target, lease: Lease | None) -> None:
         client, request, header_timeout = self._upstream_request(body, target, lease)
