@@ -104,7 +104,6 @@ class LibraryService:
         self._ports: dict[str, int] = {}
         self._sampling: dict[str, SamplingOverrides] = {}
         self._downloader: HubDownloader | None = None
-        self._watch_task: asyncio.Task[None] | None = None
         self._rescan_task: asyncio.Task[Any] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -121,10 +120,9 @@ class LibraryService:
 
     async def start(self) -> None:
         self.presets = await self.store.load_all()
-        self._watch_task = asyncio.create_task(self._watch_model_stops(), name="library-model-watcher")
 
     async def stop(self) -> None:
-        for task in (self._watch_task, self._rescan_task, *self._tasks):
+        for task in (self._rescan_task, *self._tasks):
             if task is not None:
                 task.cancel()
         if self._downloader is not None:
@@ -195,19 +193,18 @@ class LibraryService:
         """Sampling values a preset forces onto every request to `model_id` (hot path: a dict lookup)."""
         return self._sampling.get(model_id)
 
-    async def _watch_model_stops(self) -> None:
-        """Apply held-back launch settings once their model has stopped."""
-        queue = self.runtime.events.subscribe()
-        try:
-            while True:
-                event = await queue.get()
-                if event.type != "model.state" or event.data.get("state") not in ("stopped", "failed"):
-                    continue
-                if self.restart_pending(event.data.get("model", "")):
-                    with contextlib.suppress(Exception):
-                        await self.runtime.apply_config()
-        finally:
-            self.runtime.events.unsubscribe(queue)
+    def on_model_state(self, model_id: str, state: str, data: dict[str, Any]) -> None:
+        """The swap engine's state callback: apply held-back launch settings once their model has stopped."""
+        if state not in ("stopped", "failed") or not self.restart_pending(model_id):
+            return
+
+        async def apply() -> None:
+            with contextlib.suppress(Exception):
+                await self.runtime.apply_config()
+
+        task = asyncio.create_task(apply(), name=f"library-apply:{model_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # ----------------------------------------------------------------- lookups
 

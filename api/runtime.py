@@ -53,7 +53,11 @@ class Runtime:
         self.logs = LogBook()
         self.events = EventBus()
         self.engine = SwapEngine(
-            config, logs=self.logs, events=self.events, starvation_bound=settings.starvation_bound
+            config,
+            logs=self.logs,
+            events=self.events,
+            starvation_bound=settings.starvation_bound,
+            on_model_event=lambda model, state, data: self.library.on_model_state(model, state, data),
         )
         self.alchemy = make_alchemy_config(settings.database_url)
         self.request_log = RequestLogWriter(self.alchemy.get_engine(), max_queue=settings.log_queue_size)

@@ -9,7 +9,9 @@ under ``/ollama``: same runtime, same engine, no forwarding hop, no second proce
 Paths on the listener: ``/`` ("Ollama is running"), ``/api/*`` (the Ollama API, answered as
 ``/ollama/api/*``) and ``/v1/*`` (Ollama's OpenAI-compatible endpoints, answered by the gateway). The
 admin API is never reachable here. ``SWITCHYARD_OLLAMA_PORT=0`` disables the listener; a port already in use
-(e.g. by a real Ollama) is logged and the gateway runs on without it.
+(e.g. by a real Ollama, or another Switchyard) is logged and the gateway runs on without it. The port is
+probed with a plain bind first: Granian binds with ``SO_REUSEPORT``, which would otherwise let two
+Switchyards share the port silently (and with several Granian workers, only the first one serves it).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from typing import TYPE_CHECKING, Any
 
 from api.gateway.errors import Family
@@ -70,6 +73,10 @@ class OllamaListener:
         from granian.constants import Interfaces
         from granian.server.embed import Server
 
+        problem = port_in_use(settings.host, settings.ollama_port)
+        if problem is not None:
+            self._not_started(problem)
+            return
         self._server = Server(
             OllamaPortApp(self.runtime),
             address=settings.host,
@@ -80,14 +87,17 @@ class OllamaListener:
         self._task = asyncio.create_task(self._server.serve(), name="ollama-listener")
         await asyncio.sleep(0.05)  # a port in use fails at once
         if self._task.done():
-            problem = self._task.exception() if not self._task.cancelled() else None
-            message = f"Ollama listener not started on {settings.host}:{settings.ollama_port}: {problem}"
-            log.warning(message)
-            self.runtime.logs.ring("proxy").write(message)
+            self._not_started(str(self._task.exception() if not self._task.cancelled() else "cancelled"))
             self._task = None
             return
         self.address = f"http://{settings.host}:{settings.ollama_port}"
         self.runtime.logs.ring("proxy").write(f"Ollama API listening on {self.address}/api")
+
+    def _not_started(self, problem: str) -> None:
+        settings = self.runtime.settings
+        message = f"Ollama listener not started on {settings.host}:{settings.ollama_port}: {problem}"
+        log.warning(message)
+        self.runtime.logs.ring("proxy").write(message)
 
     async def stop(self) -> None:
         if self._task is None:
@@ -97,3 +107,19 @@ class OllamaListener:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._task, 10)
         self._task = None
+
+
+def port_in_use(host: str, port: int) -> str | None:
+    """Why `host:port` cannot be listened on (another listener holds it), or None when it is free."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        return f"cannot resolve {host}: {exc}"
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            return f"the port is in use ({exc.strerror})"
+    return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import socket
 import textwrap
 from collections.abc import Iterator
 
@@ -180,3 +181,15 @@ def test_the_listener_serves_only_ollama_and_openai_paths(gateway):
                                                     "options": {"num_predict": 2}}, timeout=60)  # fmt: skip
     lines = [json.loads(line) for line in raw.text.splitlines()]
     assert raw.headers["content-type"] == "application/x-ndjson" and lines[-1]["done"] is True
+
+
+def test_a_busy_ollama_port_is_reported_and_the_gateway_runs_on(gateway_factory):
+    with socket.socket() as taken:  # e.g. a real Ollama on 11434
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        gateway = gateway_factory("models: {}\n", env={"SWITCHYARD_OLLAMA_PORT": str(port)})
+        assert f"Ollama listener not started on 127.0.0.1:{port}: the port is in use" in httpx.get(
+            gateway.base_url + "/logs"
+        ).text
+        assert httpx.get(gateway.base_url + "/ollama/api/tags").json() == {"models": []}
