@@ -1,7 +1,8 @@
 """Application assembly: one ASGI callable for Granian.
 
 Inference paths go straight to the raw-ASGI :class:`GatewayApp` (the hot path,
-no framework routing or middleware); everything else goes to the Litestar app
+no framework routing or middleware), ``/ollama/...`` to the raw-ASGI :class:`OllamaApp`
+(the Ollama API; ``/api/*`` on :3000 stays the admin API); everything else goes to the Litestar app
 (admin API, OpenAPI docs, health). Both share one :class:`Runtime`, which the
 Litestar lifespan starts and stops.
 """
@@ -21,11 +22,13 @@ from api import __version__
 from api.admin.access_routes import ACCESS_ROUTES
 from api.admin.admin_routes import ADMIN_MIDDLEWARE, ADMIN_ROUTES
 from api.admin.events import events
+from api.admin.library_routes import LIBRARY_ROUTES
 from api.admin.logs import logs_history, logs_stream, logs_stream_all
 from api.admin.models import ModelLifecycleController, ProfileController, running
 from api.admin.requests import RequestController
 from api.admin.system import health
 from api.gateway.mcp_relay import McpRelayApp
+from api.gateway.ollama import OllamaApp
 from api.gateway.proxy import GatewayApp
 from api.runtime import Runtime
 from api.settings import Settings
@@ -39,6 +42,7 @@ class SwitchyardApp:
         self.litestar = litestar_app
         self.gateway = GatewayApp(runtime)
         self.mcp_relays = McpRelayApp(runtime)
+        self.ollama = OllamaApp(runtime)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http" and self.gateway.handles(scope["path"]):
@@ -46,6 +50,8 @@ class SwitchyardApp:
             return
         if scope["type"] == "http" and self.mcp_relays.handles(scope["path"]):
             await self.mcp_relays(scope, receive, send)
+        if scope["type"] == "http" and self.ollama.handles(scope["path"]):
+            await self.ollama(scope, receive, send)
             return
         await self.litestar(scope, receive, send)
 
@@ -70,6 +76,7 @@ def build_litestar(runtime: Runtime) -> Litestar:
             events,
             *ACCESS_ROUTES,
             *ADMIN_ROUTES,
+            *LIBRARY_ROUTES,
         ],  # fmt: skip
         middleware=ADMIN_MIDDLEWARE,
         plugins=[SQLAlchemyPlugin(config=runtime.alchemy)],

@@ -1,6 +1,9 @@
 """Runtime: the live objects one gateway process owns (config, swap engine, clients, log writer).
 
 Created by :func:`api.app.create_app`, started and stopped by the Litestar lifespan.
+
+`file_config` is config.yaml as loaded; `config` is what is served: the file's models plus the models the
+model library generates (see api.library). Every change to either goes through :meth:`Runtime.apply_config`.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import httpx
 from api.access_store import AccessStore
 from api.auth.sign_in import SignIn
 from api.db.engine import make_alchemy_config
+from api.gateway.ollama_listener import OllamaListener
+from api.library import LibraryService
 from api.metrics import GatewayMetrics
 from api.settings import Settings
 from api.settings_store import RuntimeSettings, SettingsStore
@@ -41,6 +46,7 @@ log = logging.getLogger("switchyard")
 class Runtime:
     def __init__(self, settings: Settings, config: Config):
         self.settings = settings
+        self.file_config = config
         self.config = config
         self.started_at = time.time()
         self.logs = LogBook()
@@ -77,6 +83,9 @@ class Runtime:
         self.gpu = GpuPoller(detect_readers(), interval=settings.gpu_poll_seconds, on_sample=self._gpu_sampled)
         self.sign_in = SignIn(self.alchemy.get_engine(), settings)
         self.retention = RetentionTask(self)
+        self._config_lock = asyncio.Lock()
+        self.library = LibraryService(self)
+        self.ollama_listener = OllamaListener(self)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
@@ -95,6 +104,9 @@ class Runtime:
         await self.engine.start()
         self.gpu.start()
         self.retention.start()
+        await self.library.start()
+        await self.apply_config()
+        await self.ollama_listener.start()
         self._config_mtime = _mtime(self.settings.config_path)
         if self.settings.watch_config:
             self._watch_task = asyncio.create_task(self._watch_config(), name="config-watcher")
@@ -103,6 +115,8 @@ class Runtime:
     async def stop(self) -> None:
         if self._watch_task is not None:
             self._watch_task.cancel()
+        await self.ollama_listener.stop()
+        await self.library.stop()
         await self.retention.stop()
         await self.gpu.stop()
         await self.engine.shutdown()
@@ -146,20 +160,30 @@ class Runtime:
         return result.ok and result.record is not None and result.record.has_scope(SCOPE_ADMIN)
 
     def _model_event(self, model_id: str, state: str, data: dict[str, Any]) -> None:
-        """The swap engine's state-change callback: history row and load-time metric, never blocking."""
+        """The swap engine's state-change callback: history row, load-time metric, library bookkeeping."""
         self.model_events.submit(model_id, state, data)
         self.metrics.observe_model_event(model_id, state, data)
+        self.library.on_model_state(model_id, state, data)
 
     def _gpu_sampled(self, samples: list[GpuSample]) -> None:
         self.events.publish("gpu.sample", gpus=[dataclasses.asdict(sample) for sample in samples])
 
     # ----------------------------------------------------------- config reload
 
+    async def apply_config(self, file_config: Config | None = None) -> None:
+        """Serve `file_config` (default: the current one) merged with the library's models."""
+        async with self._config_lock:
+            if file_config is not None:
+                self.file_config = file_config
+            merged = await self.library.merged(self.file_config)
+            await self.engine.reload(merged)
+            self.config = merged
+            self.selectors = SelectorRouter(merged)
+            await self.access.reload(config_keys=merged.api_keys)  # the config's apiKeys are part of the key table
+
     async def reload_config(self, config: Config) -> None:
-        await self.engine.reload(config)
-        self.config = config
-        self.selectors = SelectorRouter(config)
-        await self.access.reload(config_keys=config.api_keys)  # the config's apiKeys are part of the key table
+        await self.apply_config(config)
+        config = self.config
         self.active_profile = config.startup_profile or None  # llama-swap: a reload selects the startup profile
         self.events.publish("config.reloaded", models=len(config.models))
         self.logs.ring("proxy").write("config reloaded")

@@ -78,6 +78,11 @@ class Settings:
     origin: str = field(default_factory=lambda: _env("SWITCHYARD_ORIGIN", ""))
     session_hours: float = field(default_factory=lambda: float(_env("SWITCHYARD_SESSION_HOURS", "168")))
     gpu_poll_seconds: float = field(default_factory=lambda: float(_env("SWITCHYARD_GPU_POLL_SECONDS", "10")))
+    #: the Ollama-compatible listener for clients that assume http://host:11434/api/... (0 disables it)
+    ollama_port: int = field(default_factory=lambda: int(_env("SWITCHYARD_OLLAMA_PORT", "11434")))
+    hf_base_url: str = field(default_factory=lambda: _env("SWITCHYARD_HF_BASE_URL", "https://huggingface.co"))
+    hf_token: str = field(default_factory=lambda: _env("SWITCHYARD_HF_TOKEN", ""))
+    download_speed_limit: int = field(default_factory=lambda: int(_env("SWITCHYARD_DOWNLOAD_SPEED_LIMIT", "0")))
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -107,6 +112,10 @@ class Settings:
             "origin": "SWITCHYARD_ORIGIN",
             "session_hours": "SWITCHYARD_SESSION_HOURS",
             "gpu_poll_seconds": "SWITCHYARD_GPU_POLL_SECONDS",
+            "ollama_port": "SWITCHYARD_OLLAMA_PORT",
+            "hf_base_url": "SWITCHYARD_HF_BASE_URL",
+            "hf_token": "SWITCHYARD_HF_TOKEN",
+            "download_speed_limit": "SWITCHYARD_DOWNLOAD_SPEED_LIMIT",
         }
         out = {}
         for f in fields(self):

@@ -406,6 +406,11 @@ class ModelLibrary:
             except OSError:
                 continue
 
+    def describe(self, path: str | os.PathLike[str]) -> LibraryModel:
+        """One GGUF file outside the scanned directories (a config model's ``-m``), cached like a scan."""
+        file = Path(path)
+        return self._gguf_model(file.stem, [file], None)
+
     def _gguf_models(self, files: list[Path]) -> list[LibraryModel]:
         projectors: dict[Path, list[Path]] = {}
         groups: dict[tuple[Path, str], dict[int, Path]] = {}

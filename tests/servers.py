@@ -107,6 +107,8 @@ class GatewayProcess:
             # the dashboard build is tied to a port; API tests run without it (tests/e2e turn it on)
             "SWITCHYARD_DASHBOARD": "false",
             "SWITCHYARD_ADMIN_TOKEN": ADMIN_TOKEN,
+            # the Ollama listener's default port (11434) is shared by every test gateway: off unless a test sets it
+            "SWITCHYARD_OLLAMA_PORT": "0",
             **(env or {}),
         }
         self.proc: subprocess.Popen[bytes] | None = None

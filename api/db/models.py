@@ -64,3 +64,13 @@ class AppSetting(BigIntBase):
     key: Mapped[str] = mapped_column(String(100), unique=True)
     value: Mapped[dict] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+
+
+class LibraryPreset(BigIntBase):
+    """A model library entry's serving preset (see core.presets.ModelPreset; only the set fields are stored)."""
+
+    __tablename__ = "library_presets"
+
+    model_id: Mapped[str] = mapped_column(String(512), unique=True)
+    preset: Mapped[dict] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))

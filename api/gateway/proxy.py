@@ -38,8 +38,10 @@ from core.capture import CaptureBuffer, build_capture
 from core.catalog import known_model_ids, list_models
 from core.keys import ApiKeyRecord, extract_presented_key
 from core.policy import Decision, RequestFacts, RouteTarget, body_shape, inject_system_prompt
+from core.presets import apply_sampling_overrides
 from core.routing import Target, direct_target, needs_rewrite, path_for_base, resolve_target, rewrite_body
 from core.selectors import ModelDisabled, apply_profile
+from core.swap.capacity import CapacityError
 from core.swap.engine import GatewayShuttingDown, Lease
 from core.swap.scheduler import ConcurrencyLimitError, ModelUnloadedError, UnknownModelError
 from core.tokens import UsageScraper
@@ -68,6 +70,7 @@ LOADING_STATE_PATHS = frozenset({"/v1/chat/completions"})
 GATEWAY_PATHS = frozenset(ENDPOINTS) | {"/v1/models"}
 
 _decode_any = msgspec.json.Decoder().decode
+_decode_fields = msgspec.json.Decoder(RequestFields).decode
 _encode = msgspec.json.Encoder().encode
 
 
@@ -150,6 +153,9 @@ class GatewayApp:
 
 class ProxyExchange:
     """One proxied request/response, from body to log record."""
+
+    #: who asks, for the swap engine's max-loaded cap (core.swap.capacity): API requests never evict under it
+    origin = "api"
 
     def __init__(
         self,
@@ -328,6 +334,7 @@ class ProxyExchange:
         if source == "path":
             assert self.passthrough is not None
             name: str | None = self.passthrough[0]
+            self._refuse_other_model(body, name)
         elif source == "json":
             fields = read_json_fields(body)
             self.streamed = bool(fields.stream)
@@ -422,20 +429,45 @@ class ProxyExchange:
     def _rewrite_json(self, body: bytes, target: Target, routed_name: str) -> bytes:
         shape = body_shape(self.scope["path"])
         overrides = self.runtime.access.sampling_overrides.get(target.model_id) if shape else None
+        preset = self.runtime.library.sampling_for(target.model_id) if target.kind == "local" else None
         prompt = self.key.system_prompt if self.key is not None and shape else None
         rewrite = needs_rewrite(target) or routed_name != self.model
-        if not (rewrite or (overrides and not overrides.empty) or prompt):
+        if not (rewrite or preset or (overrides and not overrides.empty) or prompt):
             return body
         data = _decode_any(body)
         if not isinstance(data, dict):
             return body
         if rewrite:
             rewrite_body(data, target)
+        if preset:  # a library model's preset first; an admin's per-model override wins over it
+            apply_sampling_overrides(data, preset)
         if overrides is not None and shape is not None:
             overrides.apply(data, shape)
         if prompt and shape is not None:
             inject_system_prompt(data, prompt, shape)
         return _encode(data)
+
+    def _refuse_other_model(self, body: bytes, served: str) -> None:
+        """`/upstream/<model>/...` with a JSON body naming another model: refused before anything starts."""
+        if not body.lstrip().startswith(b"{"):
+            return
+        try:
+            named = _decode_fields(body).model
+        except msgspec.MsgspecError:
+            return
+        if not named or named == served:
+            return
+        config = self.runtime.config
+        real = config.real_model_id(served)
+        model = config.models.get(real) if real else None
+        if real is not None and (config.real_model_id(named) == real or (model and named == model.use_model_name)):
+            return
+        raise GatewayError(
+            400,
+            f"this path serves model {served!r} but the request body names {named!r}; "
+            f"send it to /upstream/{named}/... or /v1/...",
+            code="model_mismatch",
+        )
 
     def _resolve(self, name: str, *, allow_selectors: bool) -> Target:
         runtime = self.runtime
@@ -483,7 +515,9 @@ class ProxyExchange:
 
     async def _acquire(self, target: Target) -> Lease:
         try:
-            return await self.runtime.engine.acquire(target.model_id)
+            return await self.runtime.engine.acquire(target.model_id, origin=self.origin)
+        except CapacityError as exc:
+            raise GatewayError(503, str(exc), code="max_loaded", headers={"retry-after": "5"}) from None
         except ConcurrencyLimitError as exc:
             raise GatewayError(429, str(exc), code="concurrency_limit", headers={"retry-after": "1"}) from None
         except UpstreamStartError as exc:
@@ -533,8 +567,8 @@ class ProxyExchange:
         if target.api_key and not target.pass_auth:
             headers.append((b"authorization", b"Bearer " + target.api_key.encode()))
             headers.append((b"x-api-key", target.api_key.encode()))
-        path = self.passthrough[1] if self.passthrough is not None else scope["path"]
         query = scope.get("query_string")
+        path = self._upstream_path()
         if query:
             path += "?" + query.decode("latin-1")
         if target.kind == "local":
@@ -558,6 +592,10 @@ class ProxyExchange:
         for slug in result.injected:
             self.runtime.metrics.credential_injections.labels(credential=slug).inc()
         return result.headers, result.body
+
+    def _upstream_path(self) -> str:
+        """The path the upstream receives (subclasses that translate a request send it elsewhere)."""
+        return self.passthrough[1] if self.passthrough is not None else self.scope["path"]
 
     async def _forward(self, body: bytes, target: Target, lease: Lease | None) -> None:
         base, path, headers = self._outbound(target, lease)

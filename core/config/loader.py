@@ -25,6 +25,7 @@ from core.config.schema import (
     DirectUpstream,
     Filters,
     GroupConfig,
+    LibraryConfig,
     MatrixConfig,
     ModelConfig,
     PeerConfig,
@@ -41,6 +42,7 @@ TOP_LEVEL_KEYS = {
     "metricsMaxInMemory", "captureBuffer", "ui", "performance", "startPort", "sendLoadingState",
     "includeAliasesInList", "globalTTL", "unloadTimeout", "macros", "apiKeys", "upstream", "profiles",
     "selectors", "models", "hooks", "routing", "groups", "matrix", "peers",
+    "library",  # Switchyard extension: GGUF files served without a config entry each
 }  # fmt: skip
 MODEL_KEYS = {
     "macros", "cmd", "cmdStop", "proxy", "name", "description", "env", "checkEndpoint", "ttl", "unloadTimeout",
@@ -52,6 +54,7 @@ FILTER_KEYS = {"stripParams", "strip_params", "setParams", "setParamsByID"}
 TIMEOUT_KEYS = {"connect", "keepalive", "responseHeader", "tlsHandshake", "idleConn", "expectContinue"}
 PEER_KEYS = {"proxy", "apiKey", "models", "filters", "timeouts", "passAuth", "insecure"}
 UPSTREAM_KEYS = {"url", "apiKey", "passAuth", "insecure"}
+LIBRARY_KEYS = {"paths", "llamaServer", "maxLoaded", "idleMinutes"}
 GROUP_KEYS = {"swap", "exclusive", "persistent", "members"}
 MODALITIES = {"text", "audio", "image"}
 LOG_TO_STDOUT = {"proxy", "upstream", "both", "none"}
@@ -265,6 +268,7 @@ def _build(raw: dict[str, Any], r: _Reader) -> Config:
         r.report(("hooks", "on_startup", "profile"), f"unknown profile {startup_profile!r}")
 
     priority = _build_priority(top, models, aliases, r)
+    library = _build_library(top.get("library"), r) if "library" in top else None
 
     return Config(
         models=models,
@@ -289,6 +293,7 @@ def _build(raw: dict[str, Any], r: _Reader) -> Config:
         include_aliases_in_list=r.get(top, "includeAliasesInList", bool, False, ()),
         session_id_headers=tuple(session_headers),
         upstream_ignore_paths=tuple(ignore_paths),
+        library=library,
         warnings=tuple(p for p in r.problems if p.severity == "warning"),
         resolved=raw,
     )
@@ -381,6 +386,27 @@ def _build_model(
         ignore_websockets=r.get(compat, "ignoreWebsockets", bool, False, path + ("compat",)),
         upstream=upstream,
         source=raw,
+    )
+
+
+def _build_library(raw: Any, r: _Reader) -> LibraryConfig:
+    path: Path = ("library",)
+    lib = r.mapping(raw, path, LIBRARY_KEYS)
+    paths = [p for p in r.string_list(lib, "paths", path) if p.strip()]
+    llama_server = r.get(lib, "llamaServer", str, "llama-server", path).strip()
+    if not llama_server:
+        r.report(path + ("llamaServer",), "must name the llama-server binary")
+    max_loaded = r.get(lib, "maxLoaded", int, 1, path)
+    if max_loaded < 0:
+        r.report(path + ("maxLoaded",), "must be >= 0 (0: no limit)")
+    idle_minutes = r.get(lib, "idleMinutes", (int, float), 0, path)
+    if idle_minutes < 0:
+        r.report(path + ("idleMinutes",), "must be >= 0 (0: never)")
+    return LibraryConfig(
+        paths=tuple(paths),
+        llama_server=llama_server or "llama-server",
+        max_loaded=max(max_loaded, 0),
+        idle_minutes=max(idle_minutes, 0),
     )
 
 

@@ -182,6 +182,21 @@ class SelectorConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class LibraryConfig:
+    """Switchyard extension (top-level `library:`): serve GGUF files found on disk without a config entry each.
+
+    Files in `paths` that no `models:` entry serves become models started with `llama_server` (see
+    core.library_models). `max_loaded` caps how many local models are loaded at once (0: no cap), evicting the
+    least recently used; `idle_minutes` stops a library model after that long without requests (0: never).
+    """
+
+    paths: tuple[str, ...] = ()
+    llama_server: str = "llama-server"
+    max_loaded: int = 1
+    idle_minutes: float = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     models: dict[str, ModelConfig] = field(default_factory=dict)
     aliases: dict[str, str] = field(default_factory=dict)  # alias → model id
@@ -205,6 +220,10 @@ class Config:
     include_aliases_in_list: bool = False
     session_id_headers: tuple[str, ...] = ("X-Session-ID", "X-Litellm-Session-Id")
     upstream_ignore_paths: tuple[re.Pattern[str], ...] = ()
+    #: the `library:` extension (None when the key is absent)
+    library: LibraryConfig | None = None
+    #: ids of `models` generated from the library at run time (merged in by core.library_models)
+    library_models: frozenset[str] = frozenset()
     warnings: tuple[ConfigProblem, ...] = ()
     #: macro-expanded tree, for config snippets
     resolved: dict[str, Any] = field(default_factory=dict, compare=False)

@@ -9,7 +9,8 @@ effects object and a controllable clock: no processes, no sockets, no sleeping.
 Decision tree for a request for model M:
 
 1. Unknown model → rejected.
-2. Over M's concurrency limit (running + waiting) → rejected with 429.
+2. Over M's concurrency limit (running + waiting) → rejected with 429; with a slot limit
+   (``max_concurrent`` + ``queue_depth``, from a library preset), more than both together → 429 too.
 3. A swap for M is in flight → wait for it (join).
 4. M is ready and nothing has to stop for it → granted now (collation: requests
    for a ready or loading model are served before another swap starts),
@@ -18,6 +19,14 @@ Decision tree for a request for model M:
 5. M's swap would stop a model that is busy, or collides with another swap in
    flight → queued (priority first, then arrival order).
 6. Otherwise start a swap (in parallel with others whose evictions don't overlap).
+
+A policy that knows who asks (:class:`core.swap.capacity.LoadedModelCap`, the max-loaded cap) gets the
+ticket's origin through ``evictions_for``; when it refuses (the cap is full and this caller may not evict)
+the request fails with :class:`core.swap.capacity.CapacityError` instead of waiting.
+
+Slot limits: a model with ``max_concurrent`` N serves at most N granted requests at once; further requests
+wait for a slot in arrival order (they are "queued" for the model, and count against ``queue_depth``).
+This is separate from llama-swap's ``concurrencyLimit``, which keeps its meaning: it rejects beyond the limit.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from core.swap.capacity import CapacityError
 from core.swap.policy import EvictionPolicy
 from core.upstream.process import ProcessState
 
@@ -36,6 +46,33 @@ class ConcurrencyLimitError(Exception):
         super().__init__(f"too many requests for model {model_id}: its concurrency limit is {limit}")
         self.model_id = model_id
         self.limit = limit
+
+
+class QueueFullError(ConcurrencyLimitError):
+    """A model serving its maximum of concurrent requests has a full waiting queue (answered 429)."""
+
+    def __init__(self, model_id: str, max_concurrent: int, queue_depth: int):
+        super().__init__(model_id, max_concurrent + queue_depth)
+        message = (
+            f"model {model_id} is busy: it serves at most {max_concurrent} request(s) at once and {queue_depth} "
+            "more may wait; try again shortly"
+        )
+        self.args = (message,)
+        self.max_concurrent = max_concurrent
+        self.queue_depth = queue_depth
+
+
+@dataclass(frozen=True, slots=True)
+class SlotLimit:
+    """How many requests a model serves at once (0: no limit) and how many may wait for a slot
+    (None: only the concurrency limit bounds them)."""
+
+    max_concurrent: int = 0
+    queue_depth: int | None = None
+
+    @property
+    def limits_slots(self) -> bool:
+        return self.max_concurrent > 0
 
 
 class UnknownModelError(Exception):
@@ -67,6 +104,8 @@ class Ticket:
     id: int = field(default_factory=lambda: next(_ticket_ids))
     granted: bool = False
     context: Any = None  # the engine's future, opaque here
+    #: who asks: "api" (inference clients), "ollama" (the Ollama API) or "admin"; the max-loaded cap uses it
+    origin: str = "api"
 
 
 @dataclass
@@ -99,6 +138,9 @@ class FifoScheduler:
         self.active: dict[str, _Swap] = {}
         self.in_flight: dict[str, int] = {}
         self.reserved: dict[str, int] = {}
+        self.slot_limits: dict[str, SlotLimit] = {}
+        #: granted-to-be requests waiting for one of their model's `max_concurrent` slots, in arrival order
+        self.slot_waiters: dict[str, list[Ticket]] = {}
 
     # ----------------------------------------------------------------- events
 
@@ -108,8 +150,18 @@ class FifoScheduler:
             self.effects.fail(ticket, UnknownModelError(f"model {ticket.model} is not managed by this scheduler"))
             return
         limit = self.limits.get(ticket.model, self.default_limit)
-        if self.reserved.get(ticket.model, 0) >= limit:
+        reserved = self.reserved.get(ticket.model, 0)
+        if reserved >= limit:
             self.effects.fail(ticket, ConcurrencyLimitError(ticket.model, limit))
+            return
+        slot = self.slot_limits.get(ticket.model)
+        if (
+            slot is not None
+            and slot.limits_slots
+            and slot.queue_depth is not None
+            and reserved >= slot.max_concurrent + slot.queue_depth
+        ):
+            self.effects.fail(ticket, QueueFullError(ticket.model, slot.max_concurrent, slot.queue_depth))
             return
         self.reserved[ticket.model] = self.reserved.get(ticket.model, 0) + 1
         if self._try_place(ticket, state):
@@ -119,6 +171,11 @@ class FifoScheduler:
     def on_cancel(self, ticket: Ticket) -> None:
         """A waiting caller went away. (A granted ticket is released with on_serve_done.)"""
         if ticket.granted:
+            return
+        waiters = self.slot_waiters.get(ticket.model)
+        if waiters and ticket in waiters:
+            waiters.remove(ticket)
+            self._release(ticket.model)
             return
         for swap in self.active.values():
             if ticket in swap.waiters:
@@ -144,15 +201,25 @@ class FifoScheduler:
     def on_serve_done(self, model_id: str) -> None:
         self.in_flight[model_id] = self.in_flight.get(model_id, 0) - 1
         self._release(model_id)
-        if self.in_flight[model_id] <= 0:
-            del self.in_flight[model_id]
+        self._grant_waiting_slots(model_id)
+        if self.in_flight.get(model_id, 0) <= 0:
+            self.in_flight.pop(model_id, None)
             self._drain()
+
+    def set_slot_limits(self, limits: dict[str, SlotLimit]) -> None:
+        """Replace the per-model slot limits (live: a raised limit lets waiting requests in at once)."""
+        self.slot_limits = {m: limit for m, limit in limits.items() if limit.limits_slots}
+        for model_id in list(self.slot_waiters):
+            self._grant_waiting_slots(model_id)
 
     def on_unload(self, targets: list[str], reason: str = "unload") -> None:
         targets = [t for t in targets if self.effects.model_state(t) is not None]
         target_set = set(targets)
         for model_id in target_set & self.active.keys():
             for waiter in self.active.pop(model_id).waiters:
+                self._fail(waiter, ModelUnloadedError(f"model {model_id} was unloaded"))
+        for model_id in target_set & self.slot_waiters.keys():
+            for waiter in self.slot_waiters.pop(model_id):
                 self._fail(waiter, ModelUnloadedError(f"model {model_id} was unloaded"))
         kept = []
         for ticket in self.queued:
@@ -173,6 +240,10 @@ class FifoScheduler:
         for ticket in self.queued:
             self._fail(ticket, error)
         self.queued = []
+        for waiters in self.slot_waiters.values():
+            for ticket in waiters:
+                self._fail(ticket, error)
+        self.slot_waiters.clear()
 
     def on_tick(self) -> None:
         """Time passed: a queued request may have crossed the starvation bound."""
@@ -183,7 +254,7 @@ class FifoScheduler:
     def queued_for(self, model_id: str) -> int:
         waiting = sum(1 for t in self.queued if t.model == model_id)
         swap = self.active.get(model_id)
-        return waiting + (len(swap.waiters) if swap else 0)
+        return waiting + (len(swap.waiters) if swap else 0) + len(self.slot_waiters.get(model_id, ()))
 
     def is_busy(self, model_id: str) -> bool:
         return self.in_flight.get(model_id, 0) > 0 or model_id in self.active or self.queued_for(model_id) > 0
@@ -196,7 +267,11 @@ class FifoScheduler:
             self.active[ticket.model].waiters.append(ticket)
             return True
         running = self._running_set(exclude=ticket.model)
-        evict = self.policy.evictions(ticket.model, running)
+        try:
+            evict = self._evictions(ticket.model, running, ticket.origin)
+        except CapacityError as exc:
+            self._fail(ticket, exc)
+            return True  # answered: it must not wait
         if self._collides(ticket.model, evict):
             return False
         if state == ProcessState.READY and not evict:
@@ -218,12 +293,22 @@ class FifoScheduler:
         for waiting in self.queued:
             if waiting.model == model_id or now - waiting.arrived < self.starvation_bound:
                 continue
-            their_evict = self.policy.evictions(waiting.model, self._running_set(exclude=waiting.model))
+            try:
+                their_evict = self._evictions(waiting.model, self._running_set(exclude=waiting.model), waiting.origin)
+            except CapacityError:
+                continue
             if model_id in their_evict:
                 return True
             if evict and waiting.model in evict:
                 return True
         return False
+
+    def _evictions(self, target: str, running: list[str], origin: str) -> list[str]:
+        """The policy's evictions; a policy with ``evictions_for`` also learns who asks (and may refuse)."""
+        evictions_for = getattr(self.policy, "evictions_for", None)
+        if evictions_for is not None:
+            return evictions_for(target, running, origin)
+        return self.policy.evictions(target, running)
 
     def _collides(self, target: str, evict: list[str]) -> bool:
         for swap in self.active.values():
@@ -263,6 +348,32 @@ class FifoScheduler:
                 index += 1
 
     def _grant(self, ticket: Ticket) -> None:
+        slot = self.slot_limits.get(ticket.model)
+        if slot is not None and (
+            self.slot_waiters.get(ticket.model) or self.in_flight.get(ticket.model, 0) >= slot.max_concurrent
+        ):
+            self.slot_waiters.setdefault(ticket.model, []).append(ticket)
+            return
+        self._grant_now(ticket)
+
+    def _grant_waiting_slots(self, model_id: str) -> None:
+        """Let requests waiting for a slot in, oldest first, while `model_id` has free slots."""
+        waiters = self.slot_waiters.get(model_id)
+        while waiters:
+            slot = self.slot_limits.get(model_id)
+            if slot is not None and self.in_flight.get(model_id, 0) >= slot.max_concurrent:
+                return
+            ticket = waiters.pop(0)
+            state = self.effects.model_state(model_id)
+            if state == ProcessState.READY:
+                self._grant_now(ticket)
+            elif state is None:
+                self._fail(ticket, UnknownModelError(f"model {model_id} is no longer configured"))
+            elif not self._try_place(ticket, state):  # the model stopped meanwhile: start it again
+                self._enqueue(ticket)
+        self.slot_waiters.pop(model_id, None)
+
+    def _grant_now(self, ticket: Ticket) -> None:
         if self.effects.grant(ticket):
             ticket.granted = True
             self.in_flight[ticket.model] = self.in_flight.get(ticket.model, 0) + 1

@@ -76,9 +76,13 @@ class TestKeys:
         assert chat(gateway, key).status_code == 200
         sdk = openai.OpenAI(base_url=gateway.base_url + "/v1", api_key=key, max_retries=0)
         assert sdk.chat.completions.create(model="echo", messages=[{"role": "user", "content": "x"}]).choices
-        basic = httpx.post(gateway.base_url + "/v1/embeddings", json={"model": "echo", "input": "x"}, auth=("user", key))
+        basic = httpx.post(
+            gateway.base_url + "/v1/embeddings", json={"model": "echo", "input": "x"}, auth=("user", key)
+        )
         assert basic.status_code == 200
-        x_api_key = httpx.post(gateway.base_url + "/v1/embeddings", json={"model": "echo", "input": "x"}, headers={"x-api-key": key})
+        x_api_key = httpx.post(
+            gateway.base_url + "/v1/embeddings", json={"model": "echo", "input": "x"}, headers={"x-api-key": key}
+        )
         echoed = x_api_key.json()
         # the Switchyard key never reaches the upstream
         assert "x-api-key" not in echoed["headers"] and "authorization" not in echoed["headers"]
@@ -130,13 +134,17 @@ class TestKeys:
             gateway.base_url + "/v1/responses", json={"model": "echo", "input": "x", "instructions": "Be kind."},
             headers={"authorization": f"Bearer {key}"}, timeout=30,
         ).json()  # fmt: skip
-        assert echoed["json"]["instructions"].startswith("You are terse.") and "Be kind." in echoed["json"]["instructions"]
+        assert (
+            echoed["json"]["instructions"].startswith("You are terse.") and "Be kind." in echoed["json"]["instructions"]
+        )
         echoed = httpx.post(
             gateway.base_url + "/v1/messages",
             json={"model": "echo", "max_tokens": 5, "system": "Reply in French.", "messages": [{"role": "user", "content": "x"}]},
             headers={"x-api-key": key}, timeout=30,
         ).json()  # fmt: skip
-        assert echoed["json"]["system"].startswith("You are terse.") and echoed["json"]["system"].endswith("Reply in French.")
+        assert echoed["json"]["system"].startswith("You are terse.") and echoed["json"]["system"].endswith(
+            "Reply in French."
+        )
 
 
 class TestPolicies:
@@ -159,7 +167,11 @@ class TestPolicies:
         assert routed["json"]["model"] == "other"
         wait_until(lambda: len(rows(gateway)) >= 3, message="rows")
         logged = rows(gateway)
-        assert (logged[0]["policy_action"], logged[0]["routed_model"], logged[0]["upstream_model"]) == ("rewrite", "echo", "echo")
+        assert (logged[0]["policy_action"], logged[0]["routed_model"], logged[0]["upstream_model"]) == (
+            "rewrite",
+            "echo",
+            "echo",
+        )
         assert logged[1]["policy_action"] == "reject" and logged[1]["status_code"] == 451
         assert logged[2]["policy_action"] == "route" and logged[2]["upstream_model"] == "other"
         hits = {p["name"]: p["hits"] for p in api.get("/api/policies").json()}
@@ -168,7 +180,9 @@ class TestPolicies:
         assert hits.keys() == {"old names", "no legal", "team ops"}
 
     def test_per_rule_body_limit_is_413(self, gateway):
-        admin(gateway).post("/api/policies", json={"name": "small", "match": {"path": "/v1/embeddings"}, "max_body_bytes": 200})
+        admin(gateway).post(
+            "/api/policies", json={"name": "small", "match": {"path": "/v1/embeddings"}, "max_body_bytes": 200}
+        )
         key = make_key(gateway)
         response = httpx.post(gateway.base_url + "/v1/embeddings", json={"model": "echo", "input": "x" * 500},
                               headers={"authorization": f"Bearer {key}"})  # fmt: skip
@@ -196,7 +210,10 @@ class TestPolicies:
 class TestCredentials:
     def test_injected_credential_reaches_the_upstream_and_nowhere_else(self, gateway):
         api = admin(gateway)
-        assert api.post("/api/credentials", json={"slug": "svc", "name": "Service", "secret": CREDENTIAL}).status_code == 201
+        assert (
+            api.post("/api/credentials", json={"slug": "svc", "name": "Service", "secret": CREDENTIAL}).status_code
+            == 201
+        )
         rule = {"name": "inject", "match": {"model": "echo"}, "action": "continue",
                 "bindings": [{"credential": "svc", "header": "x-upstream-token", "template": "Token {secret}"},
                              {"credential": "svc", "mode": "placeholder", "in_body": True}]}  # fmt: skip
