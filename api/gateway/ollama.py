@@ -34,7 +34,16 @@ import msgspec
 
 from api.gateway.endpoints import Endpoint
 from api.gateway.errors import Family, GatewayError
-from api.gateway.proxy import ClientDisconnected, ProxyExchange, Receive, Scope, Send, _send_error, _send_json
+from api.gateway.proxy import (
+    ClientDisconnected,
+    ProxyExchange,
+    Receive,
+    Scope,
+    Send,
+    _send_error,
+    _send_json,
+    authenticate_request,
+)
 from core.capture import CaptureBuffer
 from core.catalog import list_models
 from core.library_models import configured_context, model_file
@@ -63,6 +72,7 @@ from core.routing import Target, needs_rewrite, resolve_target, rewrite_body
 from core.swap.capacity import is_embedding_model
 from core.swap.engine import Lease
 from core.tokens import UsageScraper
+from core.upstream.client import UpstreamProtocolError, UpstreamResponse
 
 if TYPE_CHECKING:
     from api.runtime import Runtime
@@ -113,6 +123,8 @@ class OllamaApp:
             await OllamaExchange(self.runtime, scope, receive, send, kind, translate, self).run()
             return
         try:
+            if path in _LISTINGS:  # model listings need a key like inference does; /api/version stays open
+                authenticate_request(self.runtime, dict(scope["headers"]))
             if path == "/api/version" and method in ("GET", "HEAD"):
                 body: Any = version_response()
             elif path == "/api/tags" and method in ("GET", "HEAD"):
@@ -273,11 +285,14 @@ class OllamaExchange(ProxyExchange):
         name = strip_latest_tag(call.model)
         self.model = name
         self.streamed = call.stream and call.kind in ("chat", "generate") and not call.load_only
-        target = self.target = self._resolve(name, allow_selectors=True)
+        if self.key is not None:
+            self._check_key(self.key, name)
+        target, routed = self._apply_policy(name, allow_selectors=True)
+        self.target = target
         if call.load_only:
             return b"", target
         openai = dict(call.body)
-        openai["model"] = name
+        openai["model"] = routed
         if needs_rewrite(target):
             openai = rewrite_body(openai, target)
         overrides = self.runtime.library.sampling_for(target.model_id) if target.kind == "local" else None
@@ -319,18 +334,19 @@ class OllamaExchange(ProxyExchange):
             answer = load_response(call)
         await self._answer(200, answer)
 
-    async def _relay(self, response: httpx.Response) -> None:
+    async def _relay(self, response: UpstreamResponse) -> None:
         call = self.call
         assert call is not None
-        content_type = response.headers.get("content-type", "")
-        encoding = response.headers.get("content-encoding")
+        content_type = (response.header(b"content-type") or b"").decode("latin-1")
+        encoding_header = response.header(b"content-encoding")
+        encoding = encoding_header.decode("latin-1") if encoding_header else None
         scraper = self.scraper = UsageScraper(content_type, started_at=self.started, content_encoding=encoding)
-        if response.status_code >= 400:
+        if response.status >= 400:
             raw = await self._read_upstream(response)
             scraper.feed(raw)
-            error = error_from_upstream(response.status_code, raw)
+            error = error_from_upstream(response.status, raw)
             self.error = error["error"]
-            await self._answer(response.status_code, error)
+            await self._answer(response.status, error)
             return
         if call.stream and call.kind in ("chat", "generate"):
             await self._relay_stream(response, scraper)
@@ -346,13 +362,13 @@ class OllamaExchange(ProxyExchange):
             raise GatewayError(502, f"the model server's answer could not be translated: {exc}") from None
         await self._answer(200, answer)
 
-    async def _read_upstream(self, response: httpx.Response) -> bytes:
+    async def _read_upstream(self, response: UpstreamResponse) -> bytes:
         try:
-            return await response.aread()
-        except httpx.HTTPError as exc:
-            raise GatewayError(502, f"the model server failed mid-response: {exc!r}") from None
+            return b"".join([chunk async for chunk in response.iter_body()])
+        except UpstreamProtocolError as exc:
+            raise GatewayError(502, f"the model server failed mid-response: {exc}") from None
 
-    async def _relay_stream(self, response: httpx.Response, scraper: UsageScraper) -> None:
+    async def _relay_stream(self, response: UpstreamResponse, scraper: UsageScraper) -> None:
         call = self.call
         assert call is not None and call.kind in ("chat", "generate")
         translator = OllamaStreamTranslator(
@@ -366,14 +382,14 @@ class OllamaExchange(ProxyExchange):
         self.status = 200
         await self._send_start(200, headers)
         try:
-            async for chunk in response.aiter_raw():
+            async for chunk in response.iter_body():
                 scraper.feed(chunk)
                 out = translator.feed(chunk)
                 if out:
                     await self._send_out(out, more=True)
             tail = translator.finish()
-        except httpx.HTTPError as exc:
-            self.error = f"upstream failed mid-response: {exc!r}"
+        except UpstreamProtocolError as exc:
+            self.error = f"upstream failed mid-response: {exc}"
             tail = translator.fail("the model server failed mid-stream")
         if translator.error and not self.error:
             self.error = translator.error
@@ -397,6 +413,9 @@ class OllamaExchange(ProxyExchange):
         if self.response_capture is not None:
             self.response_capture.append(chunk)
         await self._send_body(chunk, more=more)
+
+
+_LISTINGS = frozenset({"/api/tags", "/api/ps", "/api/show"})
 
 
 async def _read_json(receive: Receive) -> Any:

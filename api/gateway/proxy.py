@@ -95,6 +95,35 @@ def split_upstream_path(runtime: Runtime, rest: str) -> tuple[str, str] | None:
     return None
 
 
+def authenticate_request(runtime: Runtime, headers: dict[bytes, bytes]) -> tuple[ApiKeyRecord | None, bytes | None]:
+    """The valid Switchyard key a request presents and the header that carried it, or (None, None).
+
+    Keys are required when the require-auth setting is on, and always when the config lists `apiKeys`
+    (as in llama-swap); then a missing or bad key raises a 401 GatewayError. When neither applies, a
+    request without a valid key passes anonymously.
+    """
+    presented_headers = {}
+    for name in (b"authorization", b"x-api-key", b"x-switchyard-api-key"):
+        value = headers.get(name)
+        if value is not None:
+            presented_headers[name.decode()] = value.decode("latin-1")
+    presented = extract_presented_key(presented_headers)
+    required = runtime.live.require_auth or bool(runtime.config.api_keys)
+    if presented is None:
+        if required:
+            raise GatewayError(
+                401, "missing API key: send it as Authorization: Bearer <key> or x-api-key", code="missing_api_key"
+            )
+        return None, None
+    result = runtime.access.key_table.authenticate(presented.key)
+    if result.ok and result.record is not None:
+        runtime.access.note_key_used(result.record.id)
+        return result.record, presented.header.encode("latin-1")
+    if required:
+        raise GatewayError(401, result.message, code="invalid_api_key")
+    return None, None
+
+
 class GatewayApp:
     """Raw ASGI app for the inference endpoints (no framework on the hot path)."""
 
@@ -292,36 +321,11 @@ class ProxyExchange:
                 return
 
     def _authenticate(self) -> None:
-        """Find the Switchyard key the client presented; 401 when one is required and missing or bad.
-
-        Keys are required when the require-auth setting is on, and always when the config lists `apiKeys`
-        (as in llama-swap). A request without a valid key may still pass when neither applies.
-        """
-        access = self.runtime.access
-        presented = extract_presented_key(self._key_headers())
-        required = self.runtime.live.require_auth or bool(self.runtime.config.api_keys)
-        if presented is None:
-            if required:
-                raise GatewayError(
-                    401, "missing API key: send it as Authorization: Bearer <key> or x-api-key", code="missing_api_key"
-                )
-            return
-        result = access.key_table.authenticate(presented.key)
-        if result.ok:
-            self.key = result.record
-            self.key_header = presented.header.encode("latin-1")
-            access.note_key_used(result.record.id)
-        elif required:
-            raise GatewayError(401, result.message, code="invalid_api_key")
-
-    def _key_headers(self) -> dict[str, str]:
-        headers = self.headers
-        out = {}
-        for name in (b"authorization", b"x-api-key", b"x-switchyard-api-key"):
-            value = headers.get(name)
-            if value is not None:
-                out[name.decode()] = value.decode("latin-1")
-        return out
+        """Find the Switchyard key the client presented; 401 when one is required and missing or bad."""
+        key, header = authenticate_request(self.runtime, self.headers)
+        if key is not None:
+            self.key = key
+            self.key_header = header
 
     def _route(self, body: bytes) -> tuple[bytes, Target]:
         """Find the model the request names, apply the key's limits and the routing policy, and pick the target.
