@@ -15,6 +15,7 @@ from typing import Any
 from advanced_alchemy.extensions.litestar import SQLAlchemyPlugin
 from litestar import Litestar
 from litestar.datastructures import State
+from litestar.logging.config import LoggingConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
@@ -86,6 +87,12 @@ def build_litestar(runtime: Runtime) -> Litestar:
             title="Switchyard admin API", version=__version__, path="/api/docs", render_plugins=[SwaggerRenderPlugin()]
         ),
         state=State({"runtime": runtime}),
+        # a 500 must leave a traceback in the log, not only "Internal Server Error" for the client
+        logging_config=LoggingConfig(
+            log_exceptions="always",
+            configure_root_logger=False,
+            disable_stack_trace={401, 403, 404, 405, 409, 412, 400},
+        ),
         debug=False,
     )
     return app

@@ -64,7 +64,10 @@ class Runtime:
         self.upstreams = UpstreamClient()  # the hot path's upstream client (see core.upstream.client)
         # a general-purpose client for everything else that talks HTTP (MCP relays, probes)
         self.http = httpx.AsyncClient(timeout=httpx.Timeout(30, read=None), trust_env=False)
-        self.pricing = PricingCatalog.load(settings.pricing_path or None)
+        self._http_insecure: httpx.AsyncClient | None = None
+        # pricing: the configured file, else the last refreshed copy, else the snapshot shipped with the package
+        self.pricing_cache_path = Path(settings.pricing_path or "data/pricing.json")
+        self.pricing = PricingCatalog.load(self.pricing_cache_path if self.pricing_cache_path.is_file() else None)
         # access control (issue 5): keys, policy, vault, relays; read by the gateway without database I/O
         self.access = AccessStore(
             self.alchemy.get_engine(),
@@ -125,7 +128,17 @@ class Runtime:
         await self.model_events.close()
         await self.upstreams.aclose()
         await self.http.aclose()
+        if self._http_insecure is not None:
+            await self._http_insecure.aclose()
         await self.alchemy.get_engine().dispose()
+
+    def http_for(self, *, insecure: bool) -> httpx.AsyncClient:
+        """The general-purpose client, or one that skips TLS verification (for `insecure` peers and upstreams)."""
+        if not insecure:
+            return self.http
+        if self._http_insecure is None:
+            self._http_insecure = httpx.AsyncClient(timeout=httpx.Timeout(30, read=None), trust_env=False, verify=False)
+        return self._http_insecure
 
     @property
     def active_profile_config(self) -> ProfileConfig | None:

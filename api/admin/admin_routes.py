@@ -14,6 +14,7 @@ from api.admin.etag import ETagMiddleware
 from api.admin.live_settings import MaintenanceController, SettingsController
 from api.admin.log_events import log_events
 from api.admin.model_admin import ModelAdminController
+from api.admin.pricing import PricingController
 from api.admin.system_status import gpu_status, system_status
 from api.auth.guard import AdminGuard
 from api.auth.routes import AuthController, PasskeyController
@@ -28,6 +29,7 @@ ADMIN_ROUTES: list[ControllerRouterHandler] = [
     SettingsController,
     MaintenanceController,
     ConfigController,
+    PricingController,
     log_events,
     metrics,
 ]

@@ -15,20 +15,17 @@ Model ids may contain slashes, so the routes taking an id match the rest of the 
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
+import msgspec
 from litestar import Request, delete, get, post, put
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 
 from api.admin.deps import get_runtime
+from api.admin.model_admin import admin_load
 from api.runtime import Runtime
 from core.downloads import HubError, HubNotFoundError
 from core.presets import PresetError
-from core.swap.capacity import CapacityError
-from core.swap.engine import GatewayShuttingDown
-from core.swap.scheduler import ConcurrencyLimitError, ModelUnloadedError, UnknownModelError
-from core.upstream.process import UpstreamStartError
 
 
 def _split(rest: str, actions: tuple[str, ...]) -> tuple[str, str]:
@@ -120,44 +117,7 @@ async def library_load(request: Request, rest: str) -> dict[str, Any]:
         if served_by is None:
             raise HTTPException(status_code=409, detail=f"library model {model_id!r} is not served")
         model_id = served_by
-    return await admin_load(runtime, model_id)
-
-
-@post("/api/models/{rest:path}", tags=["models"], summary="Load a model as an admin (…/load)", status_code=200)
-async def model_load(request: Request, rest: str) -> dict[str, Any]:
-    runtime = get_runtime(request)
-    name, action = _split(rest, ("load",))
-    if action != "load":
-        raise NotFoundException("POST /api/models/{id}/load")
-    real = runtime.config.real_model_id(name)
-    if real is None or runtime.config.models[real].upstream is not None:
-        raise NotFoundException(f"no local model {name!r}")
-    return await admin_load(runtime, real)
-
-
-async def admin_load(runtime: Runtime, model_id: str) -> dict[str, Any]:
-    """Start `model_id` (if needed) as an admin; it then outranks API-loaded models under the max-loaded cap."""
-    engine = runtime.engine
-    started = time.perf_counter()
-    try:
-        lease = await engine.acquire(model_id, origin="admin")
-    except CapacityError as exc:
-        raise HTTPException(status_code=503, detail=str(exc)) from None
-    except ConcurrencyLimitError as exc:
-        raise HTTPException(status_code=429, detail=str(exc)) from None
-    except UpstreamStartError as exc:
-        raise HTTPException(status_code=502, detail=str(exc)) from None
-    except (GatewayShuttingDown, ModelUnloadedError) as exc:
-        raise HTTPException(status_code=503, detail=str(exc)) from None
-    except UnknownModelError as exc:
-        raise NotFoundException(str(exc)) from None
-    engine.release(lease)
-    return {
-        "model": model_id,
-        "state": engine.state_of(model_id),
-        "origin": engine.started_by(model_id),
-        "seconds": round(time.perf_counter() - started, 3),
-    }
+    return msgspec.to_builtins(await admin_load(runtime, model_id))
 
 
 # ------------------------------------------------------------------ downloads
@@ -212,5 +172,5 @@ async def downloads_cancel(request: Request, job_id: str) -> dict[str, Any]:
 
 LIBRARY_ROUTES = [
     library_index, library_rescan, library_export, library_restore, library_model, library_set_preset, library_load,
-    model_load, downloads_index, downloads_start, downloads_cancel,
+    downloads_index, downloads_start, downloads_cancel,
 ]  # fmt: skip

@@ -25,6 +25,7 @@ from api.admin.deps import get_runtime
 from api.db.admin_models import ModelEvent
 from api.db.models import RequestLog
 from api.runtime import Runtime
+from core.swap.capacity import CapacityError
 from core.swap.engine import GatewayShuttingDown
 from core.swap.scheduler import ConcurrencyLimitError, ModelUnloadedError
 from core.upstream.process import UpstreamStartError
@@ -89,10 +90,12 @@ class ModelConfigSnippet(msgspec.Struct):
     yaml: str
 
 
-class ModelAction(msgspec.Struct):
+class ModelAction(msgspec.Struct, omit_defaults=True):
     model: str
     action: Literal["load", "unload"]
     state: str | None
+    origin: str | None = None  # who started the model ("admin" outranks "api" under library.maxLoaded)
+    seconds: float | None = None  # how long the load took
 
 
 def _since(hours: float) -> datetime:
@@ -225,13 +228,23 @@ class ModelAdminController(Controller):
         if action == "unload":
             await runtime.engine.unload([model_id], reason="admin api")
             return ModelAction(model=model_id, action="unload", state=runtime.engine.state_of(model_id))
-        try:
-            lease = await runtime.engine.acquire(model_id)
-        except UpstreamStartError as exc:
-            raise HTTPException(status_code=502, detail=str(exc)) from None
-        except ConcurrencyLimitError as exc:
-            raise ClientException(str(exc), status_code=429) from None
-        except (GatewayShuttingDown, ModelUnloadedError) as exc:
-            raise HTTPException(status_code=503, detail=str(exc)) from None
-        runtime.engine.release(lease)
-        return ModelAction(model=model_id, action="load", state=runtime.engine.state_of(model_id))
+        return await admin_load(runtime, model_id)
+
+
+async def admin_load(runtime: Runtime, model_id: str) -> ModelAction:
+    """Start `model_id` (if needed) as an admin; it then outranks API-loaded models under the max-loaded cap."""
+    engine = runtime.engine
+    started = time.perf_counter()
+    try:
+        lease = await engine.acquire(model_id, origin="admin")
+    except UpstreamStartError as exc:
+        raise HTTPException(status_code=502, detail=str(exc)) from None
+    except ConcurrencyLimitError as exc:
+        raise ClientException(str(exc), status_code=429) from None
+    except (GatewayShuttingDown, ModelUnloadedError, CapacityError) as exc:
+        raise HTTPException(status_code=503, detail=str(exc)) from None
+    engine.release(lease)
+    return ModelAction(
+        model=model_id, action="load", state=engine.state_of(model_id), origin=engine.started_by(model_id),
+        seconds=round(time.perf_counter() - started, 3),
+    )  # fmt: skip

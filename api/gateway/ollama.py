@@ -212,7 +212,7 @@ class OllamaApp:
 
     async def _props_n_ctx(self, base_url: str) -> int | None:
         try:
-            response = await self.runtime.local_http.get(base_url + "/props", timeout=2.0)
+            response = await self.runtime.http.get(base_url + "/props", timeout=2.0)
             settings = response.json().get("default_generation_settings") if response.status_code == 200 else None
         except (httpx.HTTPError, ValueError, AttributeError):
             return None

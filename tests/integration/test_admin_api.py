@@ -169,7 +169,14 @@ def test_models_state_stats_history_config_and_actions(gateway):
     assert {m["id"]: m["state"] for m in listed["models"]} == {"org/m": "stopped", "other": "stopped"}
 
     loaded = admin(gateway, "POST", "/api/models/org/m/load")
-    assert loaded.status_code == 200 and loaded.json() == {"model": "org/m", "action": "load", "state": "ready"}
+    assert loaded.status_code == 200
+    assert loaded.json() | {"seconds": 0} == {
+        "model": "org/m",
+        "action": "load",
+        "state": "ready",
+        "origin": "admin",
+        "seconds": 0,
+    }
     assert chat(gateway, "m-alias").status_code == 200
     assert chat(gateway, "org/m", x_fake={"status": 500}).status_code == 500
     wait_until(lambda: len(gateway.requests()) == 2, message="two logged requests")

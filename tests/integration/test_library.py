@@ -197,11 +197,15 @@ def test_max_concurrent_queues_and_answers_429_beyond_the_queue(gateway_factory,
         results[name] = httpx.post(gateway.base_url + "/v1/chat/completions", json=body, timeout=60)
 
     def running() -> dict:
-        return next(r for r in httpx.get(gateway.base_url + "/running").json()["running"] if r["model"] == model)
+        return next(
+            r
+            for r in httpx.get(gateway.base_url + "/running", headers=ADMIN_HEADERS).json()["running"]
+            if r["model"] == model
+        )
 
     slow = threading.Thread(target=send, args=("slow", 3.0))
     slow.start()
-    wait_until(lambda: any(r["model"] == model for r in httpx.get(gateway.base_url + "/running").json()["running"])
+    wait_until(lambda: any(r["model"] == model for r in httpx.get(gateway.base_url + "/running", headers=ADMIN_HEADERS).json()["running"])
                and running()["in_flight"] == 1, message="the slow request to hold the only slot")  # fmt: skip
     waiting = threading.Thread(target=send, args=("waiting", 0.0))
     waiting.start()

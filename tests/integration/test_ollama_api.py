@@ -191,6 +191,6 @@ def test_a_busy_ollama_port_is_reported_and_the_gateway_runs_on(gateway_factory)
         gateway = gateway_factory("models: {}\n", env={"SWITCHYARD_OLLAMA_PORT": str(port)})
         assert (
             f"Ollama listener not started on 127.0.0.1:{port}: the port is in use"
-            in httpx.get(gateway.base_url + "/logs").text
+            in httpx.get(gateway.base_url + "/logs", headers=ADMIN_HEADERS).text
         )
         assert httpx.get(gateway.base_url + "/ollama/api/tags").json() == {"models": []}
