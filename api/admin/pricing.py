@@ -29,7 +29,7 @@ class PricingController(Controller):
     @get("/", summary="The pricing catalog in use")
     async def status(self, request: Request) -> PricingStatus:
         catalog = get_runtime(request).pricing
-        return PricingStatus(source=catalog.source, models=catalog.model_count, providers=list(catalog.providers))
+        return PricingStatus(source=catalog.source, models=catalog.model_count, providers=list(catalog.providers()))
 
     @post("/refresh", summary="Load a models.dev catalog from a file or URL; kept for the next start", status_code=200)
     async def refresh(self, request: Request, data: PricingRefresh) -> PricingStatus:
@@ -39,4 +39,4 @@ class PricingController(Controller):
             await asyncio.to_thread(catalog.refresh_from, data.source, save_to=runtime.pricing_cache_path)
         except PricingError as exc:
             raise ValidationException(str(exc)) from None
-        return PricingStatus(source=catalog.source, models=catalog.model_count, providers=list(catalog.providers))
+        return PricingStatus(source=catalog.source, models=catalog.model_count, providers=list(catalog.providers()))

@@ -265,3 +265,31 @@ class TestDirectUpstreams:
             gateway.base_url + "/v1/chat/completions", json={"model": "strict", "messages": []}, timeout=30
         )
         assert response.status_code == 502 and "CERTIFICATE_VERIFY_FAILED" in response.json()["error"]["message"]
+
+
+def test_pricing_catalog_refresh_prices_a_model_it_did_not_know(gateway_factory, tls_upstream, tmp_path):
+    from tests.servers import ADMIN_HEADERS
+
+    gateway = gateway_factory(f"""
+        models:
+          mystery:
+            upstream: {{url: {tls_upstream}, insecure: true}}
+    """)
+    client = openai.OpenAI(base_url=gateway.base_url + "/v1", api_key="x", max_retries=0)
+    client.chat.completions.create(model="mystery", messages=[{"role": "user", "content": "x"}])
+    catalog = {"acme": {"id": "acme", "models": {"mystery": {"id": "mystery", "cost": {"input": 2.0, "output": 10.0}}}}}
+    (tmp_path / "api.json").write_text(json.dumps(catalog))
+    refreshed = httpx.post(gateway.base_url + "/api/pricing/refresh", json={"source": str(tmp_path / "api.json")},
+                           headers=ADMIN_HEADERS, timeout=30)  # fmt: skip
+    assert refreshed.status_code == 200, refreshed.text
+    assert refreshed.json()["models"] == 1 and refreshed.json()["source"].endswith("api.json")
+    client.chat.completions.create(model="mystery", messages=[{"role": "user", "content": "x"}])
+    first, second = wait_rows(gateway, 2)
+    assert (first["cost_known"], first["cost_usd"]) == (0, 0)
+    # the fake upstream reports 7 prompt and 5 completion tokens: 7 × $2/M + 5 × $10/M
+    assert second["cost_known"] == 1 and second["cost_usd"] == pytest.approx((7 * 2.0 + 5 * 10.0) / 1e6)
+    # the refreshed catalog is kept for the next start
+    assert (gateway.workdir / "data" / "pricing.json").is_file()
+    bad = httpx.post(gateway.base_url + "/api/pricing/refresh", json={"source": str(tmp_path / "missing.json")},
+                     headers=ADMIN_HEADERS, timeout=30)  # fmt: skip
+    assert bad.status_code == 400 and "cannot read" in bad.text
