@@ -30,6 +30,8 @@ from typing import Any, BinaryIO, Literal
 
 from gguf import GGUF_MAGIC, GGUFValueType, LlamaFileType
 
+from core.jsonvalues import as_int
+
 #: Longest string value kept (chat templates run to tens of kilobytes; longer values are skipped).
 MAX_STRING_BYTES = 256 * 1024
 #: Longest array kept (per-layer head counts and the like); longer arrays are stepped over, their length kept.
@@ -291,9 +293,9 @@ def gguf_facts(metadata: GGUFMetadata) -> dict[str, Any]:
     arch = _str(values.get("general.architecture"))
 
     def arch_int(key: str) -> int | None:
-        return _int(values.get(f"{arch}.{key}")) if arch else None
+        return as_int(values.get(f"{arch}.{key}")) if arch else None
 
-    file_type = _int(values.get("general.file_type"))
+    file_type = as_int(values.get("general.file_type"))
     template = values.get("tokenizer.chat_template")
     return {
         "architecture": arch,
@@ -302,7 +304,7 @@ def gguf_facts(metadata: GGUFMetadata) -> dict[str, Any]:
         "block_count": arch_int("block_count"),
         "context_length": arch_int("context_length"),
         "embedding_length": arch_int("embedding_length"),
-        "parameter_count": _int(values.get("general.parameter_count")),
+        "parameter_count": as_int(values.get("general.parameter_count")),
         "size_label": _str(values.get("general.size_label")),
         "name": _str(values.get("general.name")),
         "pooling_type": arch_int("pooling_type"),
@@ -333,9 +335,9 @@ def hf_folder_facts(folder: Path) -> dict[str, Any]:
     return {
         "architecture": _str(arch),
         "quantization": quantization,
-        "block_count": _int(text.get("num_hidden_layers")),
-        "context_length": _int(text.get("max_position_embeddings")),
-        "embedding_length": _int(text.get("hidden_size")),
+        "block_count": as_int(text.get("num_hidden_layers")),
+        "context_length": as_int(text.get("max_position_embeddings")),
+        "embedding_length": as_int(text.get("hidden_size")),
         "name": folder.name,
         "chat_template": template if isinstance(template, str) else None,
     }
@@ -543,16 +545,6 @@ def _unique_ids(models: Iterable[LibraryModel]) -> list[LibraryModel]:
             model = replace(model, id=f"{Path(model.path).parent.name}/{model.id}")
         out.append(model)
     return out
-
-
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return None
 
 
 def _str(value: Any) -> str:

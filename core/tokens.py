@@ -46,6 +46,8 @@ from typing import Any
 
 import msgspec
 
+from core.jsonvalues import as_float, as_int
+
 KEEP_BYTES = 4 * 1024 * 1024
 """A JSON body or SSE event up to this size is decoded whole; a larger one is salvaged from its ends."""
 WINDOW_BYTES = 64 * 1024
@@ -430,26 +432,26 @@ class UsageScraper:
         if family is None:
             family = _usage_family(usage)
         if family == "anthropic":
-            value = _int(usage.get("input_tokens"))
+            value = as_int(usage.get("input_tokens"))
             if value is not None:
                 self._anthropic_input = value
-            value = _int(usage.get("cache_read_input_tokens"))
+            value = as_int(usage.get("cache_read_input_tokens"))
             if value is not None:
                 self._anthropic_cache_read = value
-            value = _int(usage.get("cache_creation_input_tokens"))
+            value = as_int(usage.get("cache_creation_input_tokens"))
             if value is not None:
                 self._anthropic_cache_write = value
-            value = _int(usage.get("output_tokens"))
+            value = as_int(usage.get("output_tokens"))
             if value is not None:
                 self._completion = value
             return
-        prompt = _int(usage.get("prompt_tokens"))
+        prompt = as_int(usage.get("prompt_tokens"))
         if prompt is None:
-            prompt = _int(usage.get("input_tokens"))  # Responses API: includes cached tokens
-        completion = _int(usage.get("completion_tokens"))
+            prompt = as_int(usage.get("input_tokens"))  # Responses API: includes cached tokens
+        completion = as_int(usage.get("completion_tokens"))
         if completion is None:
-            completion = _int(usage.get("output_tokens"))
-        total = _int(usage.get("total_tokens"))
+            completion = as_int(usage.get("output_tokens"))
+        total = as_int(usage.get("total_tokens"))
         if prompt is not None:
             self._prompt = prompt
             if completion is None and total is not None and total >= prompt:
@@ -462,17 +464,17 @@ class UsageScraper:
         if not isinstance(details, dict):
             details = usage.get("input_tokens_details")
         if isinstance(details, dict):
-            cached = _int(details.get("cached_tokens"))
+            cached = as_int(details.get("cached_tokens"))
             if cached is not None:
                 self._cached = cached
         details = usage.get("completion_tokens_details")
         if not isinstance(details, dict):
             details = usage.get("output_tokens_details")
         if isinstance(details, dict):
-            reasoning = _int(details.get("reasoning_tokens"))
+            reasoning = as_int(details.get("reasoning_tokens"))
             if reasoning is not None:
                 self._reasoning = reasoning
-        cost = _num(usage.get("cost"))  # OpenRouter reports what it charged
+        cost = as_float(usage.get("cost"))  # OpenRouter reports what it charged
         if cost is not None:
             self.usage.reported_cost_usd = cost
 
@@ -582,20 +584,20 @@ class UsageScraper:
             u.completion_tokens = 0
         timings = self._timings
         if timings:
-            prompt_n = _int(timings.get("prompt_n"))
-            cache_n = _int(timings.get("cache_n"))
+            prompt_n = as_int(timings.get("prompt_n"))
+            cache_n = as_int(timings.get("cache_n"))
             if u.prompt_tokens is None and prompt_n is not None:
                 u.prompt_tokens = prompt_n + (cache_n or 0)
                 u.cached_tokens = cache_n
             elif u.cached_tokens is None and cache_n is not None and u.prompt_tokens is not None:
                 u.cached_tokens = cache_n
-            predicted_n = _int(timings.get("predicted_n"))
+            predicted_n = as_int(timings.get("predicted_n"))
             if u.completion_tokens is None and predicted_n is not None:
                 u.completion_tokens = predicted_n
-            u.prompt_per_second = _num(timings.get("prompt_per_second"))
-            u.upstream_tokens_per_second = _num(timings.get("predicted_per_second"))
-            u.upstream_prompt_ms = _num(timings.get("prompt_ms"))
-            u.upstream_generation_ms = _num(timings.get("predicted_ms"))
+            u.prompt_per_second = as_float(timings.get("prompt_per_second"))
+            u.upstream_tokens_per_second = as_float(timings.get("predicted_per_second"))
+            u.upstream_prompt_ms = as_float(timings.get("prompt_ms"))
+            u.upstream_generation_ms = as_float(timings.get("predicted_ms"))
         if u.first_content_at is not None:
             last = u.last_content_at if u.last_content_at is not None else u.first_content_at
             u.ttft_ms = (u.first_content_at - self.started_at) * 1000
@@ -671,22 +673,6 @@ def _has_anthropic_delta(delta: Any) -> bool:
     if not isinstance(delta, dict):
         return False
     return bool(delta.get("text") or delta.get("thinking") or delta.get("partial_json") or delta.get("citation"))
-
-
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return None
-
-
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
 
 
 # ------------------------------------------------------ oversized documents

@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 
+from core.jsonvalues import as_float, as_int
 from core.ollama.request import UpstreamCall
 
 _encode = msgspec.json.Encoder().encode
@@ -55,17 +56,17 @@ def _done_fields(
     timings = timings or {}
     total = max(0, round((timing.finished_at - timing.started_at) * 1e9))
     load = max(0, round(timing.load_seconds * 1e9))
-    prompt_count = _int(usage.get("prompt_tokens"))
-    if prompt_count is None and _int(timings.get("prompt_n")) is not None:
-        prompt_count = _int(timings["prompt_n"]) + (_int(timings.get("cache_n")) or 0)
-    eval_count = _int(usage.get("completion_tokens"))
+    prompt_count = as_int(usage.get("prompt_tokens"))
+    if prompt_count is None and as_int(timings.get("prompt_n")) is not None:
+        prompt_count = as_int(timings["prompt_n"]) + (as_int(timings.get("cache_n")) or 0)
+    eval_count = as_int(usage.get("completion_tokens"))
     if eval_count is None:
-        eval_count = _int(timings.get("predicted_n"))
+        eval_count = as_int(timings.get("predicted_n"))
     if eval_count is None:
         eval_count = counted_tokens
-    if _num(timings.get("prompt_ms")) is not None and _num(timings.get("predicted_ms")) is not None:
-        prompt_ns = round(_num(timings["prompt_ms"]) * 1e6)
-        eval_ns = round(_num(timings["predicted_ms"]) * 1e6)
+    if as_float(timings.get("prompt_ms")) is not None and as_float(timings.get("predicted_ms")) is not None:
+        prompt_ns = round(as_float(timings["prompt_ms"]) * 1e6)
+        eval_ns = round(as_float(timings["predicted_ms"]) * 1e6)
     elif timing.first_token_at is not None:
         prompt_ns = max(0, round((timing.first_token_at - timing.started_at - timing.load_seconds) * 1e9))
         eval_ns = max(0, round(((timing.last_token_at or timing.first_token_at) - timing.first_token_at) * 1e9))
@@ -156,9 +157,9 @@ def _embed_body(call: UpstreamCall, upstream: Mapping[str, Any], timing: _Timing
     vectors = [_normalised(vector[: call.dimensions] if call.dimensions else vector)
                for vector in _embedding_vectors(upstream)]  # fmt: skip
     usage = upstream.get("usage") if isinstance(upstream.get("usage"), Mapping) else {}
-    prompt_tokens = _int(usage.get("prompt_tokens"))
+    prompt_tokens = as_int(usage.get("prompt_tokens"))
     if prompt_tokens is None:
-        prompt_tokens = _int(usage.get("total_tokens")) or 0
+        prompt_tokens = as_int(usage.get("total_tokens")) or 0
     return {
         "model": call.model,
         "embeddings": vectors,
@@ -251,19 +252,3 @@ def error_from_upstream(status: int, body: bytes | str) -> dict[str, str]:
         text = raw.decode("utf-8", "replace").strip()
         message = text[:500] if text else f"upstream returned HTTP {status}"
     return error_body(str(message))
-
-
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return None
-
-
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
