@@ -25,13 +25,13 @@ import asyncio
 import contextlib
 import re
 import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import msgspec
 
+from api.gateway.asgi import ClientDisconnected, Receive, ResponseSender, Scope, Send
 from core.capture import CaptureBuffer, build_capture, compress
 from core.keys import RELAY_KEY_HEADER, ApiKeyRecord, extract_presented_key
 from core.vault import NO_REDACTION, InjectionResult, Redactor, VaultError, VaultKeyError, apply_bindings
@@ -40,9 +40,6 @@ if TYPE_CHECKING:
     from api.access_store import RelayRecord
     from api.runtime import Runtime
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 RELAY_PREFIX = "/mcp-relays/"
 REQUEST_DROP = frozenset(
@@ -66,10 +63,6 @@ class RelayError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
-
-
-class ClientDisconnected(Exception):
-    pass
 
 
 def split_relay_path(path: str) -> tuple[str, str]:
@@ -141,7 +134,7 @@ class McpRelayApp:
         await RelayExchange(self.runtime, scope, receive, send).run()
 
 
-class RelayExchange:
+class RelayExchange(ResponseSender):
     """One relayed request and its response, from authentication to the log record."""
 
     def __init__(self, runtime: Runtime, scope: Scope, receive: Receive, send: Send):
@@ -320,21 +313,6 @@ class RelayExchange:
         )
         self.finished = True
         await self._send_body(body, more=False)
-
-    async def _send_start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
-        self.response_started = True
-        try:
-            await self._send({"type": "http.response.start", "status": status, "headers": headers})
-        except Exception as exc:  # the ASGI server reports a gone client by raising
-            self.client_gone = True
-            raise ClientDisconnected() from exc
-
-    async def _send_body(self, chunk: bytes, *, more: bool) -> None:
-        try:
-            await self._send({"type": "http.response.body", "body": chunk, "more_body": more})
-        except Exception as exc:
-            self.client_gone = True
-            raise ClientDisconnected() from exc
 
     # ------------------------------------------------------------------ record
 

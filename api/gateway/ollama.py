@@ -32,18 +32,10 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import msgspec
 
+from api.gateway.asgi import ClientDisconnected, Receive, Scope, Send
 from api.gateway.endpoints import Endpoint
 from api.gateway.errors import Family, GatewayError
-from api.gateway.proxy import (
-    ClientDisconnected,
-    ProxyExchange,
-    Receive,
-    Scope,
-    Send,
-    _send_error,
-    _send_json,
-    authenticate_request,
-)
+from api.gateway.proxy import ProxyExchange, _send_error, _send_json, authenticate_request
 from core.capture import CaptureBuffer
 from core.catalog import list_models
 from core.library_models import configured_context, model_file

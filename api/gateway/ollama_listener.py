@@ -22,8 +22,9 @@ import logging
 import socket
 from typing import TYPE_CHECKING, Any
 
+from api.gateway.asgi import Receive, Scope, Send
 from api.gateway.errors import Family
-from api.gateway.proxy import GatewayApp, Receive, Scope, Send, _send_error
+from api.gateway.proxy import GatewayApp, _send_error
 
 if TYPE_CHECKING:
     from api.runtime import Runtime

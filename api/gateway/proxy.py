@@ -18,12 +18,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from api.gateway.asgi import ClientDisconnected, Receive, ResponseSender, Scope, Send
 from api.gateway.endpoints import (
     ENDPOINTS,
     PASSTHROUGH,
@@ -52,9 +52,6 @@ from core.vault import Redactor, VaultError, apply_bindings
 if TYPE_CHECKING:
     from api.runtime import Runtime
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 HOP_BY_HOP = frozenset(
     {
@@ -72,10 +69,6 @@ GATEWAY_PATHS = frozenset(ENDPOINTS) | {"/v1/models"}
 _decode_any = msgspec.json.Decoder().decode
 _decode_fields = msgspec.json.Decoder(RequestFields).decode
 _encode = msgspec.json.Encoder().encode
-
-
-class ClientDisconnected(Exception):
-    pass
 
 
 def split_upstream_path(runtime: Runtime, rest: str) -> tuple[str, str] | None:
@@ -180,7 +173,7 @@ class GatewayApp:
         await _send_json(send, 200, body)
 
 
-class ProxyExchange:
+class ProxyExchange(ResponseSender):
     """One proxied request/response, from body to log record."""
 
     #: who asks, for the swap engine's max-loaded cap (core.swap.capacity): API requests never evict under it
@@ -659,21 +652,6 @@ class ProxyExchange:
         if self.status >= 400 and not self.error:
             usage = scraper.finish()
             self.error = usage.error_message or f"upstream answered {self.status}"
-
-    async def _send_start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
-        self.response_started = True
-        try:
-            await self._send({"type": "http.response.start", "status": status, "headers": headers})
-        except Exception as exc:  # the ASGI server reports a gone client by raising
-            self.client_gone = True
-            raise ClientDisconnected() from exc
-
-    async def _send_body(self, chunk: bytes, *, more: bool) -> None:
-        try:
-            await self._send({"type": "http.response.body", "body": chunk, "more_body": more})
-        except Exception as exc:
-            self.client_gone = True
-            raise ClientDisconnected() from exc
 
     # ----------------------------------------------------------------- record
 

@@ -36,4 +36,3 @@ class ModelEventWriter(BatchInsertWriter):
                 "reason": str(reason)[:255] if reason is not None else None,
             }
         )
-
