@@ -65,7 +65,7 @@ class UpstreamProbe:
             if model is None:
                 continue
             endpoint = model.check_endpoint if model.check_endpoint not in ("", "none") else "/health"
-            probes.append(self._probe(model.id, "model", model.proxy + endpoint, runtime.local_http, {}))
+            probes.append(self._probe(model.id, "model", model.proxy + endpoint, runtime.http, {}))
         for peer in runtime.config.peers.values():
             headers = {"authorization": f"Bearer {peer.api_key}", "x-api-key": peer.api_key} if peer.api_key else {}
             url = peer.proxy.rstrip("/") + "/v1/models"
