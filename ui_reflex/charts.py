@@ -68,6 +68,8 @@ class TimelineSegment:
 
 
 RUNNING_STATES = ("starting", "ready")
+MIN_SEGMENT = 0.6
+"""Percent: the narrowest segment drawn, so a load seconds ago still shows at the right edge."""
 
 
 def timeline_segments(
@@ -95,9 +97,9 @@ def timeline_segments(
     for event in [*inside, None]:
         end = event.at if event is not None else until
         if state in RUNNING_STATES and end > start:
-            left = (start - since).total_seconds() / span * 100.0
-            width = max((end - start).total_seconds() / span * 100.0, 0.4)  # a blip stays visible
-            segments.append(TimelineSegment(round(left, 3), round(min(width, 100.0 - left), 3), state, state))
+            width = max((end - start).total_seconds() / span * 100.0, MIN_SEGMENT)  # a blip stays visible
+            left = min((start - since).total_seconds() / span * 100.0, 100.0 - width)
+            segments.append(TimelineSegment(round(left, 3), round(width, 3), state, state))
         if event is not None:
             state, start = event.state, event.at
     return segments

@@ -45,6 +45,7 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
 ]
 SCREENSHOTS = ROOT / "test-artifacts/screenshots"
+FAKE_MEDIA = Path(__file__).with_name("fake_media.py")
 WIDTHS = {"desktop": 1280, "phone": 390}
 USERNAME = "admin"
 PASSWORD = "a long test passphrase"
@@ -87,6 +88,8 @@ class DashboardServer(GatewayProcess):
                 "SWITCHYARD_DASHBOARD": "true",
                 "SWITCHYARD_REQUIRE_AUTH": "true",
                 "SWITCHYARD_SECRET_KEY": "e2e-vault-secret-0123456789abcdefghijklmnop",
+                # the read-aloud test serves its article from loopback, which production refuses
+                "SWITCHYARD_ARTICLE_ALLOW_PRIVATE": "true",
             },
         )
         self.port = port
@@ -145,6 +148,9 @@ def server_config(llama_bin: str, tiny_gguf: Path) -> str:
             cmd: {llama_bin} -m {tiny_gguf} --host 127.0.0.1 --port ${{PORT}} -c 2048
             name: Tiny test model
             description: random weights, for tests
+          media:
+            cmd: {sys.executable} {FAKE_MEDIA} --port ${{PORT}}
+            name: Images, speech and transcription (a stand-in)
           spare:
             cmd: {llama_bin} -m {tiny_gguf} --host 127.0.0.1 --port ${{PORT}} -c 2048
             name: Spare test model

@@ -48,9 +48,9 @@ def test_config_saves_a_good_edit_and_the_gateway_reloads_it(desktop_page: Brows
     desktop_page.open("/config")
     wait_until_ready(desktop_page, "/config")
     page.locator("#config-editor").fill(edited)
-    expect(page.locator("#config-status")).to_have_text(re.compile(r"Valid: 2 models"))
+    expect(page.locator("#config-status")).to_have_text(re.compile(r"Valid: 3 models"))
     page.locator("#config-save").click()
-    expect(page.locator("#config-message")).to_contain_text("Saved and reloaded: 2 models")
+    expect(page.locator("#config-message")).to_contain_text("Saved and reloaded: 3 models")
     assert config_text(server) == edited
     assert server.admin("GET", "/api/models/spare").json()["model"]["aliases"] == ["tiny-from-the-editor"]
     assert desktop_page.problems == []
@@ -208,4 +208,83 @@ def test_a_key_page_edits_limits_and_shows_usage_by_model(desktop_page: BrowserP
     page.locator("#revoke-key").click()
     expect(page.locator("[data-state='revoked']")).to_be_visible()
     desktop_page.screenshot("key-detail-1280")
+    assert desktop_page.problems == []
+
+
+ARTICLE = b"""<!doctype html><html><head><title>Quiet rooms</title></head><body><nav>Menu</nav><article>
+<h1>Quiet rooms</h1><p>Libraries are adding quiet rooms because people come to work there, not only to read books.</p>
+<p>The rooms fill up early in the morning and stay full until the doors close late in the evening.</p>
+</article><footer>Footer text</footer></body></html>"""
+
+
+def choose(page, trigger: str, option: str) -> None:
+    page.locator(trigger).click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def test_playground_images_speech_and_transcription_go_through_the_gateway(desktop_page: BrowserPage, server, tmp_path):
+    import threading
+    import wave
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Article(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("content-type", "text/html; charset=utf-8")
+            self.send_header("content-length", str(len(ARTICLE)))
+            self.end_headers()
+            self.wfile.write(ARTICLE)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    site = ThreadingHTTPServer(("127.0.0.1", 0), Article)
+    threading.Thread(target=site.serve_forever, daemon=True).start()
+    page = desktop_page.page
+    try:
+        desktop_page.open("/playground")
+        wait_until_ready(desktop_page, "/playground")
+
+        page.get_by_role("tab", name="Images").click()
+        choose(page, "#image-model", "media")
+        choose(page, "#image-size", "256x256")
+        page.locator("#image-prompt").fill("a teal square")
+        page.get_by_role("button", name="Generate").click()
+        image = page.locator("img.generated").first
+        expect(image).to_have_attribute("src", re.compile(r"^data:image/png;base64,"))
+        assert image.evaluate("img => img.naturalWidth") == 256
+        expect(page.locator("a[download$='.png']").first).to_be_visible()
+
+        page.get_by_role("tab", name="Speech").click()
+        choose(page, "#speech-model", "media")
+        expect(page.locator("#speech-voice")).to_have_text("alloy")
+        page.locator("#speech-text").fill("One two three.\n\nFour five six seven.")
+        page.get_by_role("button", name="Speak").click()
+        expect(page.locator("[data-clip]")).to_have_count(2)
+        expect(page.locator("#speech-player")).to_have_attribute("src", re.compile(r"^data:audio/wav;base64,"))
+        # when the first paragraph has been played, the player moves on to the second by itself
+        expect(page.locator("[data-clip='1'] .rt-variant-solid")).to_be_visible(timeout=10_000)
+
+        page.locator("#article-url").fill(f"http://127.0.0.1:{site.server_address[1]}/story")
+        page.locator("#speech-text").fill("")
+        page.get_by_role("button", name="Speak").click()
+        expect(page.get_by_role("heading", name="Quiet rooms")).to_be_visible()
+        clips = page.locator("[data-clip]")
+        expect(clips).to_have_count(2)
+        expect(clips.first).to_contain_text("Libraries are adding quiet rooms")
+        desktop_page.screenshot("playground-speech-1280")
+
+        recording = tmp_path / "hello.wav"
+        with wave.open(str(recording), "wb") as wav:
+            wav.setnchannels(1), wav.setsampwidth(2), wav.setframerate(8000)
+            wav.writeframes(b"\0\0" * 800)
+        page.get_by_role("tab", name="Transcription").click()
+        choose(page, "#transcribe-model", "media")
+        page.locator("input[type='file']").set_input_files(str(recording))
+        page.get_by_role("button", name="Transcribe").click()
+        expect(page.locator("#transcript")).to_have_text(f"heard {recording.stat().st_size} bytes of audio/wav")
+    finally:
+        site.shutdown()
+    paths = [row["path"] for row in server.requests(limit=20) if row["model"] == "media"]
+    assert {"/v1/images/generations", "/v1/audio/speech", "/v1/audio/transcriptions"} <= set(paths)
     assert desktop_page.problems == []

@@ -166,6 +166,12 @@ def test_timeline_of_a_model_loaded_before_the_window_starts_at_its_left_edge():
     assert timeline_segments([], since, NOW, "stopped") == []
 
 
+def test_a_load_seconds_ago_still_shows_at_the_right_edge():
+    since = NOW - timedelta(hours=24)
+    [segment] = timeline_segments([event(0.1, "ready", "stopped")], since, NOW, "ready")
+    assert (segment.left, segment.width) == (99.4, 0.6)
+
+
 # --------------------------------------------------------------------------- requests
 
 

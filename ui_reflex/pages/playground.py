@@ -135,6 +135,22 @@ class PlaygroundState(rx.State):
             for name in ("chat_model", "image_model", "speech_model", "transcribe_model"):
                 if getattr(self, name) not in models:
                     setattr(self, name, models[0] if models else "")
+            speech_model = self.speech_model
+        if speech_model:
+            await self._load_voices(speech_model)
+
+    async def _load_voices(self, model: str) -> None:
+        try:
+            async with await self._gateway() as gateway:
+                voices = await gateway.voices(model)
+        except ApiError:
+            voices = []
+        async with self:
+            if self.speech_model != model:
+                return
+            self.voices = voices
+            if voices and self.voice not in voices:
+                self.voice = voices[0]
 
     @rx.event
     def set_tab(self, value: str):
@@ -173,16 +189,8 @@ class PlaygroundState(rx.State):
     @rx.event(background=True)
     async def set_speech_model(self, value: str):
         async with self:
-            self.speech_model = value
-        try:
-            async with await self._gateway() as gateway:
-                voices = await gateway.voices(value)
-        except ApiError:
-            voices = []
-        async with self:
-            self.voices = voices
-            if voices and self.voice not in voices:
-                self.voice = voices[0]
+            self.speech_model, self.voices = value, []
+        await self._load_voices(value)
 
     @rx.event
     def set_voice(self, value: str):
@@ -575,7 +583,9 @@ def _images() -> rx.Component:
             rx.vstack(
                 rx.flex(
                     _model_select(s.image_model, s.set_image_model, "image-model"),
-                    rx.select(IMAGE_SIZES, value=s.image_size, on_change=s.set_image_size, aria_label="Size"),
+                    rx.select(
+                        IMAGE_SIZES, value=s.image_size, on_change=s.set_image_size, aria_label="Size", id="image-size"
+                    ),
                     spacing="2",
                     wrap="wrap",
                 ),
@@ -596,7 +606,9 @@ def _images() -> rx.Component:
                 s.images,
                 lambda img: rx.card(
                     rx.vstack(
-                        rx.image(src=img.src, alt=img.prompt, width="100%", border_radius="6px"),
+                        rx.image(
+                            src=img.src, alt=img.prompt, width="100%", border_radius="6px", class_name="generated"
+                        ),
                         rx.text(img.prompt, size="1", color=rx.color("gray", 10), trim="both"),
                         rx.el.a(
                             rx.button(rx.icon("download", size=14), "Download", size="1", variant="soft"),
@@ -620,10 +632,16 @@ def _speech() -> rx.Component:
     s = PlaygroundState
     return rx.vstack(
         rx.flex(
-            rx.select(s.models, value=s.speech_model, on_change=s.set_speech_model, aria_label="Speech model"),
+            rx.select(
+                s.models,
+                value=s.speech_model,
+                on_change=s.set_speech_model,
+                aria_label="Speech model",
+                id="speech-model",
+            ),
             rx.cond(
                 s.voices.length() > 0,
-                rx.select(s.voices, value=s.voice, on_change=s.set_voice, aria_label="Voice"),
+                rx.select(s.voices, value=s.voice, on_change=s.set_voice, aria_label="Voice", id="speech-voice"),
                 rx.input(value=s.voice, on_change=s.set_voice, placeholder="voice (optional)", width="160px"),
             ),
             spacing="2",
@@ -652,7 +670,12 @@ def _speech() -> rx.Component:
         rx.text(s.speech_status, size="2", color=rx.color("gray", 11)),
         rx.cond(s.article_title != "", rx.heading(s.article_title, size="3")),
         SequentialAudio.create(
-            src=s.current_clip, controls=True, auto_play=True, on_ended=s.advance, style={"width": "100%"}
+            id="speech-player",
+            src=s.current_clip,
+            controls=True,
+            auto_play=True,
+            on_ended=s.advance,
+            style={"width": "100%"},
         ),
         rx.vstack(
             rx.foreach(
@@ -664,6 +687,7 @@ def _speech() -> rx.Component:
                     width="100%",
                     align="start",
                     spacing="2",
+                    data_clip=c.index,
                 ),
             ),
             spacing="2",
@@ -677,7 +701,13 @@ def _speech() -> rx.Component:
 def _transcription() -> rx.Component:
     s = PlaygroundState
     return rx.vstack(
-        rx.select(s.models, value=s.transcribe_model, on_change=s.set_transcribe_model, aria_label="Model"),
+        rx.select(
+            s.models,
+            value=s.transcribe_model,
+            on_change=s.set_transcribe_model,
+            aria_label="Model",
+            id="transcribe-model",
+        ),
         rx.upload(
             rx.vstack(
                 rx.icon("file-audio", size=24),
