@@ -9,13 +9,21 @@ to the same checks as a script holding the cookie. The dashboard never uses ``SW
 
 Because the headers are those of the websocket handshake, signing in and out ends with a full page load
 (``window.location``): the new connection carries the new cookie.
+
+The websocket accepts connections from any origin, and a browser sends this site's cookies along with a
+handshake started by another site on the same host (another port of ``localhost``, say). Such a page must not
+get to act as the user through the dashboard's own calls, which carry the CSRF token: credentials are only
+forwarded when the handshake's ``Origin`` is this site (its ``Host``, ``X-Forwarded-Host`` behind a proxy, or
+``SWITCHYARD_PUBLIC_URL``).
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import reflex as rx
 
@@ -27,11 +35,22 @@ CSRF_COOKIE = "switchyard_csrf"
 CSRF_HEADER = "x-csrf-token"
 
 
-def forwarded_credentials(cookie_header: str) -> dict[str, str]:
+def same_site_origin(origin: str, hosts: Iterable[str]) -> bool:
+    """Whether a handshake's `origin` (``scheme://host[:port]``; empty when no browser sent one) is one of `hosts`."""
+    if not origin:
+        return True  # not a browser: nothing can have been sent on someone's behalf
+    netloc = urlsplit(origin).netloc.lower()
+    return bool(netloc) and netloc in {h.strip().lower() for h in hosts if h and h.strip()}
+
+
+def forwarded_credentials(cookie_header: str, *, origin: str = "", hosts: Iterable[str] = ()) -> dict[str, str]:
     """Headers that make an admin call as the browser's session: its session cookie and CSRF token.
 
-    Only the two sign-in cookies are forwarded, never the browser's other cookies for this host.
+    Only the two sign-in cookies are forwarded, never the browser's other cookies for this host; and nothing
+    when the connection came from a page of another origin (see the module docstring).
     """
+    if not same_site_origin(origin, hosts):
+        return {}
     jar: SimpleCookie = SimpleCookie()
     for part in (cookie_header or "").split(";"):
         try:
@@ -51,10 +70,13 @@ def forwarded_credentials(cookie_header: str) -> dict[str, str]:
 def admin_api(state: rx.State | Any) -> AdminClient:
     """The admin API client for the browser tab behind `state`, acting as its signed-in user."""
     try:
-        cookie = state.router.headers.cookie
+        headers = state.router.headers
     except AttributeError:
-        cookie = ""
-    return AdminClient(headers=forwarded_credentials(cookie))
+        return AdminClient()
+    raw = getattr(headers, "raw_headers", {}) or {}
+    public = urlsplit(os.environ.get("SWITCHYARD_PUBLIC_URL", "")).netloc
+    hosts = [headers.host, raw.get("x-forwarded-host", "").split(",")[0], public]
+    return AdminClient(headers=forwarded_credentials(headers.cookie, origin=headers.origin, hosts=hosts))
 
 
 def login_url(next_path: str) -> str:

@@ -56,6 +56,17 @@ def test_config_saves_a_good_edit_and_the_gateway_reloads_it(desktop_page: Brows
     assert desktop_page.problems == []
 
 
+WATCH_REPLY = """() => {
+  window.__replyLengths = [];
+  new MutationObserver(() => {
+    const bubbles = document.querySelectorAll("[data-role='assistant']");
+    const text = bubbles.length ? bubbles[bubbles.length - 1].innerText.trim() : "";
+    const seen = window.__replyLengths;
+    if (text && seen[seen.length - 1] !== text.length) seen.push(text.length);
+  }).observe(document.getElementById("chat-log"), {subtree: true, childList: true, characterData: true});
+}"""
+
+
 def test_a_playground_chat_reply_streams_in_from_llama_server(desktop_page: BrowserPage, server):
     page = desktop_page.page
     desktop_page.open("/playground")
@@ -63,12 +74,15 @@ def test_a_playground_chat_reply_streams_in_from_llama_server(desktop_page: Brow
     before = newest_request_id(server) if server.requests(limit=1) else 0
     page.locator("#chat-model").click()
     page.get_by_role("option", name="tiny", exact=True).click()
+    page.get_by_label("Max tokens").fill("1500")
+    page.evaluate(WATCH_REPLY)
     page.locator("#chat-input").fill("Tell me a story")
     page.locator("#chat-send").click()
-    expect(page.locator("#chat-stop")).to_be_visible()  # while it streams, Send becomes Stop
-    reply = page.locator("[data-role='assistant']").last
-    expect(page.locator("#chat-stats")).to_contain_text(re.compile(r"(done|stopped).*tokens"), timeout=30_000)
-    assert reply.inner_text().strip()
+    expect(page.locator("#chat-stats")).to_contain_text(re.compile(r"done.*tokens"), timeout=30_000)
+    lengths = page.evaluate("window.__replyLengths")
+    # the reply grew on the page piece by piece while llama-server generated it, not all at once at the end
+    assert len(lengths) >= 3 and lengths == sorted(lengths), lengths
+    assert page.locator("[data-role='assistant']").last.inner_text().strip()
     expect(page.locator("#chat-send")).to_be_visible()
 
     row = server.requests(limit=1)[0]

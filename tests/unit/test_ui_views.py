@@ -64,6 +64,16 @@ def test_no_session_cookie_forwards_nothing_even_with_a_csrf_cookie():
     assert forwarded_credentials("garbage;;; =; switchyard_session=ok") == {"cookie": "switchyard_session=ok"}
 
 
+def test_a_connection_from_another_origin_forwards_no_credentials():
+    cookie = "switchyard_session=tok; switchyard_csrf=c"
+    hosts = ["127.0.0.1:3000"]
+    assert forwarded_credentials(cookie, origin="http://127.0.0.1:3000", hosts=hosts)["cookie"]
+    assert forwarded_credentials(cookie, origin="http://127.0.0.1:8080", hosts=hosts) == {}  # same site, other app
+    assert forwarded_credentials(cookie, origin="https://ai.example.com", hosts=[*hosts, "ai.example.com"])
+    assert forwarded_credentials(cookie, origin="null", hosts=hosts) == {}
+    assert forwarded_credentials(cookie, hosts=hosts)  # no Origin: not sent by a browser on a page's behalf
+
+
 def test_login_returns_only_to_pages_of_this_site():
     assert login_url("/keys?x=1") == "/login?next=/keys%3Fx%3D1"
     assert login_url("/login?next=/") == "/login"
