@@ -52,6 +52,8 @@ const post = async (path, body) => {
   }
   return data;
 };
+// a new sign-in state starts a new dashboard state: forget this tab's Reflex session (its token lives here)
+const freshTab = () => { try { window.sessionStorage.clear(); } catch (e) { /* storage disabled */ } };
 const safeNext = (next) => (typeof next === 'string' && next.startsWith('/') && !next.startsWith('//')) ? next : '/';
 const failure = (e) => ({ok: false, status: e.status || 0, message: (e && e.name === 'NotAllowedError')
   ? 'The passkey prompt was cancelled or timed out.' : String((e && e.message) || e)});
@@ -66,6 +68,7 @@ PASSWORD_SIGN_IN = (
   try {
     await post('/api/auth/' + (mode === 'signup' ? 'signup' : 'login'), {username, password});
   } catch (e) { return failure(e); }
+  freshTab();
   window.location.assign(safeNext(next));
   return {ok: true, status: 200, message: ''};
 }"""
@@ -95,6 +98,7 @@ PASSKEY_SIGN_IN = (
                  signature: b64uEncode(r.signature), userHandle: b64uEncode(r.userHandle)},
     }});
   } catch (e) { return failure(e); }
+  freshTab();
   window.location.assign(safeNext(next));
   return {ok: true, status: 200, message: ''};
 }"""
@@ -135,6 +139,7 @@ SIGN_OUT = (
     + _HELPERS
     + r"""
   try { await post('/api/auth/logout', {}); } catch (e) { /* an expired session is signed out already */ }
+  freshTab();
   window.location.assign('/login');
   return {ok: true};
 }"""

@@ -165,6 +165,22 @@ def test_a_stored_credential_is_never_shown_again(desktop_page: BrowserPage, ser
     page.get_by_role("tab", name="Credential vault").click()
     expect(page.locator("[data-credential='upstream-token']")).to_be_visible()
     assert "sk-very-secret-value" not in page.content()
+
+    # an MCP relay that injects it, with the Claude Code snippet pointing at this gateway
+    page.get_by_role("tab", name="MCP relays").click()
+    relay_form = page.locator("form").filter(has_text="Add a relay")
+    relay_form.locator("input[name='slug']").fill("docs")
+    relay_form.locator("input[name='upstream_url']").fill("https://mcp.example.com/mcp")
+    relay_form.locator("textarea[name='bindings']").fill("upstream-token: Authorization: Bearer {secret}")
+    relay_form.get_by_role("button", name="Add relay").click()
+    relay = page.locator("[data-relay='docs']")
+    expect(relay).to_contain_text(f"{server.base_url}/mcp-relays/docs")
+    expect(relay).to_contain_text("x-switchyard-api-key")
+    assert server.admin("GET", "/api/mcp-relays/docs").json()["bindings"][0]["credential"] == "upstream-token"
+    page.get_by_role("tab", name="Credential vault").click()
+    expect(page.locator("[data-credential='upstream-token']")).to_contain_text("relay docs")
+    assert "sk-very-secret-value" not in page.content()
+    server.admin("DELETE", "/api/mcp-relays/docs")
     assert desktop_page.problems == []
 
 

@@ -14,7 +14,7 @@ import reflex as rx
 from ui_reflex import browser
 from ui_reflex.api_client import ApiError
 from ui_reflex.layout import brand
-from ui_reflex.session import admin_api
+from ui_reflex.session import SessionState, admin_api
 
 
 def _safe_next(value: str) -> str:
@@ -30,6 +30,8 @@ class LoginState(rx.State):
 
     @rx.event
     async def load(self):
+        session = await self.get_state(SessionState)
+        session.username, session.checked = "", False  # nothing of the dashboard shows until the next check
         self.error, self.busy = "", False
         self.next_path = _safe_next(self.router.url.query_parameters.get("next", "/"))
         try:

@@ -83,10 +83,13 @@ class LogsState(rx.State):
             generation, source = self._generation, self.source
             self.live_status = "connecting"
         wire_source = "" if source == ALL else source
+        history = True  # the recent lines first; after a reconnect only what is new
         while True:
             try:
                 async with admin_api(self) as api:
-                    if not await self._stream(api.log_lines(wire_source, history=True), generation):
+                    lines = api.log_lines(wire_source, history=history)
+                    history = False
+                    if not await self._stream(lines, generation):
                         return
             except NotSignedIn:
                 return rx.redirect(login_url("/logs"))

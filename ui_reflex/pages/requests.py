@@ -267,15 +267,17 @@ def request_table(rows: rx.Var[list[RequestView]], *, on_select: Any = None) -> 
     )
 
 
-def _select(label: str, element_id: str, value: rx.Var, on_change: Any, all_label: str, options: Any) -> rx.Component:
-    items = (
-        rx.foreach(options, lambda m: rx.select.item(m, value=m))
-        if isinstance(options, rx.Var)
-        else [rx.select.item(text, value=value) for text, value in options]
-    )
+def _select(
+    label: str, element_id: str, value: rx.Var, on_change: Any, all_label: str, options: rx.Var | tuple
+) -> rx.Component:
+    """A filter: "all" first, then `options` — a state list (values shown as they are) or (label, value) pairs."""
+    if isinstance(options, rx.Var):
+        items: list[rx.Component] = [rx.foreach(options, lambda m: rx.select.item(m, value=m))]
+    else:
+        items = [rx.select.item(text, value=choice) for text, choice in options]
     return rx.select.root(
         rx.select.trigger(aria_label=label, id=element_id),
-        rx.select.content(rx.select.item(all_label, value=ALL), *(items if isinstance(items, list) else [items])),
+        rx.select.content(rx.select.item(all_label, value=ALL), *items),
         value=value,
         on_change=on_change,
     )
