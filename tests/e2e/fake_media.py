@@ -7,6 +7,7 @@ the same gateway routes. Run as a model `cmd`: ``python tests/e2e/fake_media.py 
 * ``POST /v1/audio/speech`` — a WAV of a short tone, one tenth of a second per word of ``input``.
 * ``GET /v1/audio/voices`` — two voices.
 * ``POST /v1/audio/transcriptions`` — ``{"text": "heard <n> bytes of <content type>"}`` for the uploaded file.
+* ``POST /v1/chat/completions`` — a slow stream: ``tick`` every 50 ms, 400 times (20 s), so a test can stop it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import json
 import math
 import re
 import struct
+import time
 import wave
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -66,6 +68,8 @@ class Media(BaseHTTPRequestHandler):
         elif self.path == "/v1/audio/speech":
             words = len(str(json.loads(body).get("input") or "").split())
             self._send(200, "audio/wav", tone(max(words, 1) * 0.1))
+        elif self.path == "/v1/chat/completions":
+            self._slow_stream()
         elif self.path == "/v1/audio/transcriptions":
             match = re.search(rb'filename="[^"]*"\r\nContent-Type: ([^\r]+)\r\n\r\n', body)
             kind = match.group(1).decode() if match else "unknown"
@@ -74,6 +78,26 @@ class Media(BaseHTTPRequestHandler):
             self._json(200, {"text": f"heard {end - start} bytes of {kind}"})
         else:
             self._json(404, {"error": {"message": f"no {self.path}"}})
+
+    def _slow_stream(self) -> None:
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+        try:
+            for i in range(400):
+                event = {"id": "slow", "object": "chat.completion.chunk", "model": "media",
+                         "choices": [{"index": 0, "delta": {"content": "tick "}, "finish_reason": None}]}  # fmt: skip
+                self._chunk(f"data: {json.dumps(event)}\n\n".encode())
+                time.sleep(0.05)
+            self._chunk(b"data: [DONE]\n\n")
+            self._chunk(b"")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client stopped listening: what the stop button is for
+
+    def _chunk(self, data: bytes) -> None:
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
 
     def _json(self, status: int, payload: object) -> None:
         self._send(status, "application/json", json.dumps(payload).encode())

@@ -11,6 +11,7 @@ from playwright.sync_api import expect
 
 from tests.e2e.conftest import BrowserPage
 from tests.e2e.test_dashboard import chat, newest_request_id, wait_until_ready
+from tests.servers import wait_until
 
 BROKEN_AT_LINE_4 = "models:\n  tiny:\n    cmd: llama-server --port ${PORT}\n    ttl: soon\n"
 
@@ -95,6 +96,30 @@ def test_a_playground_chat_reply_streams_in_from_llama_server(desktop_page: Brow
     )
     assert row["api_key_name"] == "playground · admin"  # the temporary key of the signed-in user
     desktop_page.screenshot("playground-chat-1280")
+    assert desktop_page.problems == []
+
+
+def test_the_stop_button_ends_a_streaming_reply(desktop_page: BrowserPage, server):
+    page = desktop_page.page
+    desktop_page.open("/playground")
+    wait_until_ready(desktop_page, "/playground")
+    page.locator("#chat-model").click()
+    page.get_by_role("option", name="media", exact=True).click()  # a stand-in that streams for 20 s
+    page.locator("#chat-input").fill("Count slowly")
+    page.locator("#chat-send").click()
+    expect(page.locator("[data-role='assistant']").last).to_contain_text("tick tick")
+    page.locator("#chat-stop").click()
+    expect(page.locator("#chat-stats")).to_contain_text("stopped")
+    ticks = page.locator("[data-role='assistant']").last.inner_text().count("tick")
+    assert 2 <= ticks < 200
+    expect(page.locator("#chat-send")).to_be_visible()
+
+    def logged() -> dict | None:
+        rows = [r for r in server.requests(limit=5) if r["model"] == "media" and r["path"] == "/v1/chat/completions"]
+        return rows[0] if rows else None
+
+    wait_until(lambda: logged() is not None, timeout=10, message="the stopped request in the log")
+    assert logged()["duration_ms"] < 10_000  # the upstream stream was cut, not played out for 20 s
     assert desktop_page.problems == []
 
 

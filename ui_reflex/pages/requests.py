@@ -34,6 +34,7 @@ STATUS_CHOICES = (
 class PageResult:
     page: RequestPage | None
     histogram: Histogram | None
+    query: RequestQuery | None = None  # what was asked: a live refresh for older filters is dropped
 
 
 def histogram_view(histogram: Histogram) -> tuple[list[Bar], str]:
@@ -148,8 +149,8 @@ class RequestsState(LiveUpdates, rx.State):
         return await self._fetch(api, query)
 
     def _live_apply(self, result: PageResult) -> bool:
-        if result.page is None or self.page_number != 1:
-            return False
+        if result.page is None or self.page_number != 1 or result.query != self._filters():
+            return False  # the filters changed while this refresh was on its way
         newest = self.rows[0].id if self.rows else None
         self._show(result)
         return bool(self.rows) and self.rows[0].id != newest
@@ -181,7 +182,7 @@ class RequestsState(LiveUpdates, rx.State):
             histogram = await api.request_histogram(
                 since=until - HISTOGRAM_WINDOW, until=until, buckets=HISTOGRAM_BUCKETS, query=query["query"]
             )
-        return PageResult(page, histogram)
+        return PageResult(page, histogram, query["query"])
 
     async def _reload_first_page(self) -> None:
         self.page_number, self._cursors, self._etag = 1, [None], ""
