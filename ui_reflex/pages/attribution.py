@@ -87,6 +87,7 @@ class AttributionState(rx.State):
     customized: list[str] = []
     examples: list[ClientExample] = []
     form_version: int = 0
+    loaded: bool = False  # the form shows once its values are in
     load_error: str = ""
     error: str = ""
     message: str = ""
@@ -95,9 +96,12 @@ class AttributionState(rx.State):
     async def load(self):
         self.message = self.error = ""
         self.examples = client_examples(self.router.url.origin)
+        self.loaded = False
+        yield
         try:
             async with admin_api(self) as api:
                 self._show(await api.attribution())
+            self.loaded = True
         except ApiError as exc:
             self.load_error = f"Could not load the attribution mapping: {exc.message}"
 
@@ -197,32 +201,38 @@ def attribution_page() -> rx.Component:
             size="2",
             color=rx.color("gray", 11),
         ),
-        rx.card(
-            rx.form(
-                rx.vstack(
-                    *[_role(role) for role in ATTRIBUTION_ROLES],
-                    rx.text(forms.SOURCE_HELP, size="1", color=rx.color("gray", 10)),
-                    error_callout(s.error),
-                    rx.cond(s.message != "", rx.callout(s.message, icon="check", color_scheme="green", width="100%")),
-                    rx.hstack(
-                        rx.button("Save", type="submit", id="save-attribution"),
-                        rx.button(
-                            "Reset to defaults",
-                            type="button",
-                            variant="soft",
-                            color_scheme="gray",
-                            on_click=s.restore_defaults,
+        rx.cond(
+            s.loaded,
+            rx.card(
+                rx.form(
+                    rx.vstack(
+                        *[_role(role) for role in ATTRIBUTION_ROLES],
+                        rx.text(forms.SOURCE_HELP, size="1", color=rx.color("gray", 10)),
+                        error_callout(s.error),
+                        rx.cond(
+                            s.message != "", rx.callout(s.message, icon="check", color_scheme="green", width="100%")
                         ),
-                        spacing="3",
+                        rx.hstack(
+                            rx.button("Save", type="submit", id="save-attribution"),
+                            rx.button(
+                                "Reset to defaults",
+                                type="button",
+                                variant="soft",
+                                color_scheme="gray",
+                                on_click=s.restore_defaults,
+                            ),
+                            spacing="3",
+                        ),
+                        spacing="4",
+                        width="100%",
                     ),
-                    spacing="4",
-                    width="100%",
+                    on_submit=s.save,
+                    reset_on_submit=False,
+                    key=s.form_version,
                 ),
-                on_submit=s.save,
-                reset_on_submit=False,
-                key=s.form_version,
+                width="100%",
             ),
-            width="100%",
+            rx.spinner(),
         ),
         rx.heading("Setting up clients", size="4"),
         rx.grid(

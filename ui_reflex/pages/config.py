@@ -63,6 +63,7 @@ def line_count(text: str) -> int:
 
 class ConfigState(rx.State):
     version: int = 0
+    loaded: bool = False  # the editor shows once the file is in: typing into an editor about to reset is lost
     initial_text: str = ""
     gutter: list[GutterLine] = []
     problems: list[ProblemView] = []
@@ -81,6 +82,8 @@ class ConfigState(rx.State):
     @rx.event
     async def load(self):
         self.message = self.error = ""
+        self.loaded = False
+        yield
         await self._read()
 
     @rx.event
@@ -144,6 +147,7 @@ class ConfigState(rx.State):
         self._etag = current.etag or ""
         self.dirty = False
         self.version += 1  # remount the editor with the file's text
+        self.loaded = True
         self._show(check)
 
     def _show(self, check: ConfigCheck) -> None:
@@ -277,5 +281,5 @@ def config_page() -> rx.Component:
                 id="config-problems",
             ),
         ),
-        _editor(),
+        rx.cond(s.loaded, _editor(), rx.spinner()),
     )

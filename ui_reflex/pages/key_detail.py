@@ -60,6 +60,7 @@ class KeyDetailState(rx.State):
     relays: str = ""
     system_prompt: str = ""
     form_version: int = 0
+    loaded: bool = False  # the form shows once its values are in
     # usage
     usage: list[UsageRow] = []
     usage_total: str = ""
@@ -73,9 +74,12 @@ class KeyDetailState(rx.State):
         self.key_id = self.router.url.path.removeprefix(PREFIX).strip("/")
         self.message = self.form_error = self.load_error = ""
         self.confirm_delete = False
+        self.loaded = False
+        yield
         try:
             async with admin_api(self) as api:
                 self._show(await api.get_key(self.key_id))
+                self.loaded = True
                 usage = await api.key_usage(self.key_id)
             self.usage = usage_rows(usage)
             self.usage_total = (
@@ -259,26 +263,30 @@ def key_detail_page() -> rx.Component:
         ),
         error_callout(s.form_error),
         rx.cond(s.message != "", rx.callout(s.message, icon="check", color_scheme="green", width="100%")),
-        rx.card(
-            rx.form(
-                rx.vstack(
-                    rx.heading("Settings", size="4"),
-                    labelled("Name", rx.input(name="name", default_value=s.name)),
-                    *key_fields(s),
-                    rx.hstack(
-                        rx.checkbox(name="admin", default_checked=s.is_admin),
-                        rx.text("Admin: this key also opens the admin API", size="2"),
-                        align="center",
+        rx.cond(
+            s.loaded,
+            rx.card(
+                rx.form(
+                    rx.vstack(
+                        rx.heading("Settings", size="4"),
+                        labelled("Name", rx.input(name="name", default_value=s.name)),
+                        *key_fields(s),
+                        rx.hstack(
+                            rx.checkbox(name="admin", default_checked=s.is_admin),
+                            rx.text("Admin: this key also opens the admin API", size="2"),
+                            align="center",
+                        ),
+                        rx.button("Save", type="submit", id="save-key"),
+                        spacing="3",
+                        width="100%",
                     ),
-                    rx.button("Save", type="submit", id="save-key"),
-                    spacing="3",
-                    width="100%",
+                    on_submit=s.save,
+                    reset_on_submit=False,
+                    key=s.form_version,
                 ),
-                on_submit=s.save,
-                reset_on_submit=False,
-                key=s.form_version,
+                width="100%",
             ),
-            width="100%",
+            rx.spinner(),
         ),
         _usage(),
         rx.hstack(

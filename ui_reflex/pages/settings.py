@@ -36,6 +36,7 @@ class SettingsState(rx.State):
     require_auth: bool = True
     protect_metrics: bool = False
     form_version: int = 0
+    loaded: bool = False  # the form shows once its values are in: typing into a form about to reset is lost
     passkeys: list[PasskeyView] = []
     passkey_busy: bool = False
     maintenance_busy: bool = False
@@ -46,11 +47,14 @@ class SettingsState(rx.State):
     @rx.event
     async def load(self):
         self.message = self.error = ""
+        self.loaded = False
+        yield
         try:
             async with admin_api(self) as api:
                 self._show(await api.live_settings())
                 self.passkeys = [passkey_view(p) for p in await api.passkeys()]
             self.load_error = ""
+            self.loaded = True
         except ApiError as exc:
             self.load_error = f"Could not load the settings: {exc.message}"
 
@@ -327,6 +331,6 @@ def settings_page() -> rx.Component:
             s.message != "",
             rx.callout(s.message, icon="check", color_scheme="green", width="100%", id="settings-message"),
         ),
-        _settings_form(),
+        rx.cond(s.loaded, _settings_form(), rx.spinner()),
         rx.grid(_maintenance(), _passkeys(), columns=rx.breakpoints(initial="1", lg="2"), spacing="4", width="100%"),
     )
