@@ -83,6 +83,10 @@ class Settings:
     hf_base_url: str = field(default_factory=lambda: _env("SWITCHYARD_HF_BASE_URL", "https://huggingface.co"))
     hf_token: str = field(default_factory=lambda: _env("SWITCHYARD_HF_TOKEN", ""))
     download_speed_limit: int = field(default_factory=lambda: int(_env("SWITCHYARD_DOWNLOAD_SPEED_LIMIT", "0")))
+    #: let /api/article fetch loopback, private and link-local addresses (tests, pages on your own LAN)
+    article_allow_private: bool = field(
+        default_factory=lambda: _bool(_env("SWITCHYARD_ARTICLE_ALLOW_PRIVATE", "false"))
+    )
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -116,6 +120,7 @@ class Settings:
             "hf_base_url": "SWITCHYARD_HF_BASE_URL",
             "hf_token": "SWITCHYARD_HF_TOKEN",
             "download_speed_limit": "SWITCHYARD_DOWNLOAD_SPEED_LIMIT",
+            "article_allow_private": "SWITCHYARD_ARTICLE_ALLOW_PRIVATE",
         }
         out = {}
         for f in fields(self):

@@ -80,9 +80,12 @@ def routes_to_api(scope: Scope) -> bool:
     """Whether a request belongs to the API rather than the dashboard.
 
     ``/logs`` itself is shared, like llama-swap does it: a browser (``Accept: text/html``) gets the dashboard's
-    Logs page, any other client gets the API's plain-text log. Everything below ``/logs/`` is API.
+    Logs page, any other client gets the API's plain-text log (``/logs/`` too: the page's own address once the
+    static frontend has added its trailing slash). Everything below ``/logs/`` is API.
     """
     path: str = scope.get("path", "")
+    if path == "/logs/":  # the static frontend redirects the page /logs to /logs/
+        return not _accepts_html(scope)
     for prefix in API_PREFIXES:
         if path == prefix:
             if prefix == "/logs":

@@ -1,8 +1,8 @@
 """The shell every page sits in: a sidebar on wide screens, a top bar with a menu drawer on phones.
 
 A page is added to :data:`NAVIGATION` when it exists, not before: the dashboard never shows a link to a
-page whose API is missing. The full plan (from the dashboard issue) is Dashboard, Models, Requests, Logs,
-Keys, Policies, Attribution, Config, Endpoints, Playground, Settings.
+page whose API is missing. The shell shows a page's content only once :class:`SessionState` has confirmed the
+sign-in, so a visitor without a session sees nothing of the dashboard before being sent to /login.
 """
 
 from __future__ import annotations
@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import reflex as rx
+
+from ui_reflex import browser
+from ui_reflex.session import SessionState
 
 APP_NAME = "Switchyard"
 
@@ -25,7 +28,14 @@ NAVIGATION: tuple[NavItem, ...] = (
     NavItem("Dashboard", "/", "layout-dashboard"),
     NavItem("Models", "/models", "boxes"),
     NavItem("Requests", "/requests", "list"),
+    NavItem("Logs", "/logs", "scroll-text"),
+    NavItem("Keys", "/keys", "key-round"),
+    NavItem("Policies", "/policies", "shield-check"),
+    NavItem("Attribution", "/attribution", "tags"),
+    NavItem("Config", "/config", "file-cog"),
     NavItem("Endpoints", "/endpoints", "plug"),
+    NavItem("Playground", "/playground", "message-square-text"),
+    NavItem("Settings", "/settings", "settings"),
 )
 
 
@@ -68,13 +78,41 @@ def brand() -> rx.Component:
     )
 
 
+def sign_out_button(**props) -> rx.Component:
+    return rx.button(
+        rx.icon("log-out", size=16),
+        "Sign out",
+        variant="ghost",
+        size="2",
+        on_click=browser.call(browser.SIGN_OUT),
+        data_action="sign-out",
+        **props,
+    )
+
+
+def account_footer() -> rx.Component:
+    """Who is signed in, the colour mode switch and sign-out."""
+    return rx.vstack(
+        rx.hstack(
+            rx.icon("circle-user-round", size=18, color=rx.color("gray", 10)),
+            rx.text(SessionState.username, size="2", color=rx.color("gray", 11), id="signed-in-user", trim="both"),
+            align="center",
+            spacing="2",
+            padding_x="12px",
+        ),
+        rx.hstack(sign_out_button(), rx.spacer(), rx.color_mode.button(size="2", variant="ghost"), width="100%"),
+        spacing="2",
+        width="100%",
+    )
+
+
 def sidebar() -> rx.Component:
     return rx.box(
         rx.vstack(
             rx.box(brand(), padding_x="12px", padding_y="8px"),
             rx.vstack(*[nav_link(item) for item in NAVIGATION], spacing="1", width="100%"),
             rx.spacer(),
-            rx.hstack(rx.color_mode.button(size="2", variant="ghost"), padding_x="8px"),
+            account_footer(),
             height="100%",
             spacing="5",
             padding="16px",
@@ -94,7 +132,6 @@ def mobile_bar() -> rx.Component:
     return rx.hstack(
         brand(),
         rx.spacer(),
-        rx.color_mode.button(size="2", variant="ghost"),
         rx.drawer.root(
             rx.drawer.trigger(
                 rx.icon_button(rx.icon("menu"), variant="soft", size="2", aria_label="Open navigation", id="nav-menu")
@@ -110,6 +147,8 @@ def mobile_bar() -> rx.Component:
                             width="100%",
                         ),
                         rx.vstack(*[rx.drawer.close(nav_link(item)) for item in NAVIGATION], spacing="1", width="100%"),
+                        rx.divider(),
+                        account_footer(),
                         spacing="5",
                         padding="16px",
                         width="100%",
@@ -117,6 +156,7 @@ def mobile_bar() -> rx.Component:
                     top="0",
                     left="0",
                     height="100%",
+                    overflow_y="auto",
                     width="min(280px, 85vw)",
                     background=rx.color("gray", 2),
                     z_index="60",
@@ -138,7 +178,18 @@ def mobile_bar() -> rx.Component:
 
 
 def page_shell(title: str, *children: rx.Component, actions: rx.Component | None = None) -> rx.Component:
-    """A page: the navigation, a heading with optional actions on its right, then the page's content."""
+    """A page: the navigation, a heading with optional actions on its right, then the page's content.
+
+    Nothing is shown until the sign-in is confirmed (``SessionState.require`` runs first on every page).
+    """
+    return rx.cond(SessionState.checked, _shell(title, *children, actions=actions), _waiting())
+
+
+def _waiting() -> rx.Component:
+    return rx.center(rx.spinner(size="3"), height="100vh", width="100%")
+
+
+def _shell(title: str, *children: rx.Component, actions: rx.Component | None = None) -> rx.Component:
     return rx.flex(
         sidebar(),
         rx.box(

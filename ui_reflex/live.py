@@ -20,7 +20,8 @@ from typing import Any
 import httpx
 import reflex as rx
 
-from ui_reflex.api_client import AdminClient, ApiError, NotFound
+from ui_reflex.api_client import AdminClient, ApiError, NotFound, NotSignedIn
+from ui_reflex.session import admin_api, login_url
 
 log = logging.getLogger("switchyard.ui")
 
@@ -35,15 +36,6 @@ SETTLE_DELAYS = (0.3, 0.6, 1.2)
 in batches just after `request.completed` is published)."""
 
 
-def admin_api(state: rx.State | Any) -> AdminClient:
-    """The API client for this browser session.
-
-    One place on purpose: when dashboard sign-in lands, the session cookie and CSRF token from
-    ``state.router.headers`` are forwarded here and every page gets them.
-    """
-    return AdminClient()
-
-
 class LiveUpdates(rx.State, mixin=True):
     """Mixin for page states that update live. Subclasses implement the three ``_live_*`` hooks."""
 
@@ -55,8 +47,9 @@ class LiveUpdates(rx.State, mixin=True):
         """Event types that should refresh this page."""
         return frozenset()
 
-    def _live_query(self) -> Any | None:
-        """What to fetch, read from the state under its lock; None skips this refresh (e.g. an older page)."""
+    def _live_query(self, topics: frozenset[str]) -> Any | None:
+        """What to fetch after events of `topics` (all of them when polling), read from the state under its lock;
+        None skips this refresh (e.g. an older page)."""
         return None
 
     async def _live_fetch(self, api: AdminClient, query: Any) -> Any:
@@ -67,6 +60,11 @@ class LiveUpdates(rx.State, mixin=True):
         """Put `result` into the state (under its lock); True when it brought something new."""
         return False
 
+    def _live_heartbeat(self) -> float | None:
+        """Seconds between the stream's heartbeats (None: the server's default); a page that lists
+        "heartbeat" in its topics refreshes that often even when nothing else happens."""
+        return None
+
     # ---- machinery ---------------------------------------------------------
 
     @rx.event(background=True)
@@ -76,6 +74,11 @@ class LiveUpdates(rx.State, mixin=True):
             try:
                 await self._follow_stream()
                 retry_after = 1.0  # the server closed the stream (restart, reload): reconnect soon
+            except NotSignedIn:
+                async with self:
+                    self.live_status = "offline"
+                    path = self.router.url.path
+                return rx.redirect(login_url(path))  # the session ended (signed out elsewhere, expired)
             except NotFound:
                 retry_after = STREAM_RETRY_SECONDS
             except (ApiError, httpx.HTTPError) as exc:
@@ -83,7 +86,13 @@ class LiveUpdates(rx.State, mixin=True):
                 retry_after = STREAM_RETRY_SECONDS / 3
             deadline = time.monotonic() + retry_after
             while True:
-                reachable = await self._refresh_in_background()
+                try:
+                    reachable = await self._refresh_in_background()
+                except NotSignedIn:
+                    async with self:
+                        self.live_status = "offline"
+                        path = self.router.url.path
+                    return rx.redirect(login_url(path))
                 async with self:
                     self.live_status = "polling" if reachable is not None else "offline"
                 remaining = deadline - time.monotonic()
@@ -95,21 +104,24 @@ class LiveUpdates(rx.State, mixin=True):
         async with self:
             topics = self._live_topics()
         changed = asyncio.Event()
+        fired: set[str] = set(topics)  # the first refresh catches up on everything
 
         async def refresh_on_change() -> None:
             while True:
                 await changed.wait()
                 await asyncio.sleep(COALESCE_SECONDS)
                 changed.clear()
+                batch = frozenset(fired)
+                fired.clear()
                 for delay in (*SETTLE_DELAYS, None):
-                    if await self._refresh_in_background() or delay is None or changed.is_set():
+                    if await self._refresh_in_background(batch) or delay is None or changed.is_set():
                         break
                     await asyncio.sleep(delay)
 
         async with admin_api(self) as api:
-            events = api.events()
+            events = api.events(heartbeat=self._live_heartbeat())
             try:
-                first = await anext(events)  # raises NotFound/Unreachable before the page claims to be live
+                await anext(events)  # raises NotFound/Unreachable before the page claims to be live
             except StopAsyncIteration:
                 return
             async with self:
@@ -117,24 +129,26 @@ class LiveUpdates(rx.State, mixin=True):
             refresher = asyncio.create_task(refresh_on_change())
             try:
                 changed.set()  # catch up on anything between the page load and the subscription
-                if first.type in topics:
-                    changed.set()
                 async for event in events:
                     if event.type in topics:
+                        fired.add(event.type)
                         changed.set()
             finally:
                 refresher.cancel()
                 await events.aclose()
 
-    async def _refresh_in_background(self) -> bool | None:
-        """One refresh from a background task: True/False as `_live_apply` says, None if the API failed."""
+    async def _refresh_in_background(self, topics: frozenset[str] | None = None) -> bool | None:
+        """One refresh (after events of `topics`; None: everything) from a background task: True/False as
+        `_live_apply` says, None if the API failed."""
         async with self:
-            query = self._live_query()
+            query = self._live_query(self._live_topics() if topics is None else topics)
         if query is None:
             return False
         try:
             async with admin_api(self) as api:
                 result = await self._live_fetch(api, query)
+        except NotSignedIn:
+            raise
         except ApiError as exc:
             log.debug("live refresh failed: %s", exc)
             return None

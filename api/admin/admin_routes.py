@@ -9,6 +9,7 @@ from __future__ import annotations
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ControllerRouterHandler
 
+from api.admin.article import read_article
 from api.admin.config_file import ConfigController
 from api.admin.etag import ETagMiddleware
 from api.admin.live_settings import MaintenanceController, SettingsController
@@ -31,6 +32,7 @@ ADMIN_ROUTES: list[ControllerRouterHandler] = [
     ConfigController,
     PricingController,
     log_events,
+    read_article,
     metrics,
 ]
 

@@ -2,9 +2,14 @@
 
 The frontend is built once per session (``api.web.build_frontend``) and reused across sessions while the
 UI sources and the port are unchanged: the port of the last build is reused when it is free, so a second
-run skips the build. The server runs as a subprocess in its own directory with its own config and database,
-in front of the real llama-server. Chromium is Debian's (``/usr/bin/chromium``), driven by Playwright;
+run skips the build. One server runs for the whole session, as in production: API keys required, the
+dashboard behind sign-in. It runs as a subprocess in its own directory with its own config and database, in
+front of the real llama-server. Chromium is Debian's (``/usr/bin/chromium``), driven by Playwright;
 ``playwright install`` is never used.
+
+The first browser to visit creates the admin account through the sign-up form (:func:`account`); every
+other page opens signed in with that session's cookies. Tests that need setup through the API (a key for the
+OpenAI SDK) use the static admin token, as automation would; the dashboard itself never does.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import httpx
 import pytest
 
 from api.web import STAMP_PATH, build_frontend
-from tests.servers import ROOT, GatewayProcess, free_port
+from tests.servers import ADMIN_HEADERS, ROOT, GatewayProcess, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -40,7 +45,10 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
 ]
 SCREENSHOTS = ROOT / "test-artifacts/screenshots"
+FAKE_MEDIA = Path(__file__).with_name("fake_media.py")
 WIDTHS = {"desktop": 1280, "phone": 390}
+USERNAME = "admin"
+PASSWORD = "a long test passphrase"
 
 
 def _port_is_free(port: int) -> bool:
@@ -68,13 +76,22 @@ def _e2e_port() -> int:
 
 
 class DashboardServer(GatewayProcess):
-    """`switchyard serve`: the gateway, the admin API and the dashboard on one port."""
+    """`switchyard serve`: the gateway, the admin API and the dashboard on one port, sign-in and keys required."""
 
     def __init__(self, workdir: Path, config_text: str, port: int):
         super().__init__(
-            workdir, config_text,
-            env={"PYTHONPATH": str(ROOT), "SWITCHYARD_LOG_LEVEL": "info", "SWITCHYARD_DASHBOARD": "true"},
-        )  # fmt: skip
+            workdir,
+            config_text,
+            env={
+                "PYTHONPATH": str(ROOT),
+                "SWITCHYARD_LOG_LEVEL": "info",
+                "SWITCHYARD_DASHBOARD": "true",
+                "SWITCHYARD_REQUIRE_AUTH": "true",
+                "SWITCHYARD_SECRET_KEY": "e2e-vault-secret-0123456789abcdefghijklmnop",
+                # the read-aloud test serves its article from loopback, which production refuses
+                "SWITCHYARD_ARTICLE_ALLOW_PRIVATE": "true",
+            },
+        )
         self.port = port
 
     def start(self, timeout: float = 60.0, *, dashboard: bool = True, build: bool = True) -> DashboardServer:
@@ -100,6 +117,10 @@ class DashboardServer(GatewayProcess):
                 return self
             time.sleep(0.2)
         raise RuntimeError(f"server did not come up:\n{self.log()}")
+
+    def admin(self, method: str, path: str, **kwargs) -> httpx.Response:
+        """An admin API call with the static admin token (test setup, as automation would do it)."""
+        return httpx.request(method, self.base_url + path, headers=ADMIN_HEADERS, timeout=30, **kwargs)
 
     def _answers(self, dashboard: bool) -> bool:
         try:
@@ -127,6 +148,9 @@ def server_config(llama_bin: str, tiny_gguf: Path) -> str:
             cmd: {llama_bin} -m {tiny_gguf} --host 127.0.0.1 --port ${{PORT}} -c 2048
             name: Tiny test model
             description: random weights, for tests
+          media:
+            cmd: {sys.executable} {FAKE_MEDIA} --port ${{PORT}}
+            name: Images, speech and transcription (a stand-in)
           spare:
             cmd: {llama_bin} -m {tiny_gguf} --host 127.0.0.1 --port ${{PORT}} -c 2048
             name: Spare test model
@@ -139,6 +163,14 @@ def server(frontend_port, llama_bin, tiny_gguf, tmp_path_factory) -> Iterator[Da
     server = DashboardServer(workdir, server_config(llama_bin, tiny_gguf), frontend_port).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def api_key(server) -> str:
+    """An inference key for the OpenAI SDK in tests (created with the admin token)."""
+    response = server.admin("POST", "/api/keys", json={"name": "e2e tests"})
+    response.raise_for_status()
+    return response.json()["secret"]
 
 
 @pytest.fixture(scope="session")
@@ -171,8 +203,21 @@ class BrowserPage:
         return path
 
 
-def open_page(browser, base_url: str, width: int) -> tuple[object, BrowserPage]:
-    context = browser.new_context(viewport={"width": width, "height": 900 if width > 600 else 844})
+@dataclass(frozen=True)
+class Account:
+    """The admin account the first visit created, and the signed-in browser state to reuse."""
+
+    username: str
+    password: str
+    storage_state: dict
+    first_visit_title: str  # what /login offered on the very first visit
+    landed_on: str  # where the browser went after signing up
+
+
+def open_page(browser, base_url: str, width: int, storage_state: dict | None = None) -> tuple[object, BrowserPage]:
+    context = browser.new_context(
+        viewport={"width": width, "height": 900 if width > 600 else 844}, storage_state=storage_state
+    )
     page = context.new_page()
     watched = BrowserPage(page, base_url)
     page.on("console", lambda m: m.type == "error" and watched.problems.append(f"console: {m.text}"))
@@ -184,20 +229,80 @@ def open_page(browser, base_url: str, width: int) -> tuple[object, BrowserPage]:
     return context, watched
 
 
+def sign_in_form(view: BrowserPage, username: str, password: str) -> None:
+    page = view.page
+    page.locator("#login-username").fill(username)  # type: ignore[attr-defined]
+    page.locator("#login-password").fill(password)  # type: ignore[attr-defined]
+    page.locator("#login-submit").click()  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
+def account(browser, server) -> Account:
+    """The first visit: the dashboard sends the browser to /login, which offers to create the admin account."""
+    from playwright.sync_api import expect
+
+    assert httpx.get(server.base_url + "/api/auth/status", timeout=5).json()["signup_open"], "an account exists"
+    context, view = open_page(browser, server.base_url, WIDTHS["desktop"])
+    try:
+        view.open("/")
+        page = view.page
+        page.wait_for_url("**/login**")  # type: ignore[attr-defined]
+        title = page.locator("#login-title")  # type: ignore[attr-defined]
+        expect(title).to_have_text("Create the admin account")
+        first_visit_title = title.inner_text()
+        view.screenshot("login-first-visit-1280")
+        sign_in_form(view, USERNAME, PASSWORD)
+        expect(page.locator("#signed-in-user")).to_have_text(USERNAME)  # type: ignore[attr-defined]
+        assert view.problems == []
+        return Account(USERNAME, PASSWORD, context.storage_state(), first_visit_title, page.url)  # type: ignore[attr-defined]
+    finally:
+        context.close()  # type: ignore[attr-defined]
+
+
 @pytest.fixture(params=list(WIDTHS), ids=list(WIDTHS))
 def width(request) -> int:
     return WIDTHS[request.param]
 
 
 @pytest.fixture
-def browser_page(browser, server, width) -> Iterator[BrowserPage]:
-    context, watched = open_page(browser, server.base_url, width)
+def browser_page(browser, server, account, width) -> Iterator[BrowserPage]:
+    context, watched = open_page(browser, server.base_url, width, account.storage_state)
     yield watched
     context.close()  # type: ignore[attr-defined]
 
 
 @pytest.fixture
-def desktop_page(browser, server) -> Iterator[BrowserPage]:
-    context, watched = open_page(browser, server.base_url, WIDTHS["desktop"])
+def desktop_page(browser, server, account) -> Iterator[BrowserPage]:
+    context, watched = open_page(browser, server.base_url, WIDTHS["desktop"], account.storage_state)
     yield watched
     context.close()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def signed_in(browser, server, account):
+    """A factory of extra signed-in pages (closed at the end of the test)."""
+    contexts = []
+
+    def make(width: int = WIDTHS["desktop"]) -> BrowserPage:
+        context, view = open_page(browser, server.base_url, width, account.storage_state)
+        contexts.append(context)
+        return view
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def anonymous(browser, server):
+    """A factory of pages in fresh browsers without a session."""
+    contexts = []
+
+    def make(width: int = WIDTHS["desktop"], base_url: str | None = None) -> BrowserPage:
+        context, view = open_page(browser, base_url or server.base_url, width)
+        contexts.append(context)
+        return view
+
+    yield make
+    for context in contexts:
+        context.close()

@@ -14,7 +14,24 @@ import httpx
 import pytest
 import yaml
 
-from ui_reflex.api_client import AdminClient, ApiError, LiveEvent, NotFound, RequestRow, default_base_url, parse_sse
+from ui_reflex.api_client import (
+    AdminClient,
+    ApiError,
+    CredentialBinding,
+    HeaderCondition,
+    KeyDraft,
+    LiveEvent,
+    NotFound,
+    NotSignedIn,
+    PolicyRule,
+    RequestQuery,
+    RequestRow,
+    RouteTarget,
+    RuleMatch,
+    default_base_url,
+    parse_chat_line,
+    parse_sse,
+)
 from ui_reflex.client_snippets import SNIPPET_KINDS, client_snippets
 from ui_reflex.request_views import format_ms, request_view, summarize_requests
 
@@ -52,26 +69,21 @@ async def test_list_requests_sends_filters_and_parses_rows():
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.update(request.url.params)
-        body = {"items": [row(7, future_field="ignored")], "next_cursor": 7}
+        body = {"items": [row(7, future_field="ignored", cost_usd=0.002, credentials_used=["gh"])], "next_cursor": 7}
         return httpx.Response(200, json=body, headers={"ETag": '"v1"'})
 
+    query = RequestQuery(q="chat", key="laptop", status="5xx", since=datetime(2026, 1, 1, tzinfo=UTC))
     async with client(handler) as api:
-        page = await api.list_requests(limit=20, before=9, model="tiny", status="ok")
-    assert seen == {"limit": "20", "before": "9", "model": "tiny", "status": "ok"}
+        page = await api.list_requests(limit=20, before=9, query=query, model="tiny")
+    assert seen == {
+        "limit": "20", "before": "9", "q": "chat", "model": "tiny", "key": "laptop", "status": "5xx",
+        "since": "2026-01-01T00:00:00+00:00",
+    }  # fmt: skip
     assert page.next_cursor == 7 and page.etag == '"v1"'
     [r] = page.items
     assert r.created_at == datetime(2026, 1, 2, 3, 4, 5, 500000, tzinfo=UTC)
     assert r.ok and r.tokens_per_second == 40.0
-
-
-async def test_status_filter_holds_even_when_the_server_ignores_it():
-    async with client(
-        lambda request: httpx.Response(200, json={"items": [row(2, 500), row(1)], "next_cursor": None})
-    ) as api:
-        errors = await api.list_requests(status="error")
-        ok = await api.list_requests(status="ok")
-    assert [r.id for r in errors.items] == [2]
-    assert [r.id for r in ok.items] == [1]
+    assert (r.cost_usd, r.credentials_used) == (0.002, ("gh",))
 
 
 async def test_not_modified_is_none():
@@ -83,52 +95,67 @@ async def test_not_modified_is_none():
         assert await api.list_requests(if_none_match='"v1"') is None
 
 
-async def test_errors_carry_the_api_message_and_404_is_not_found():
+async def test_errors_carry_the_api_message_401_is_not_signed_in_and_404_is_not_found():
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/running":
             return httpx.Response(404, json={"status_code": 404, "detail": "Not Found"})
+        if request.url.path == "/api/auth/me":
+            return httpx.Response(401, json={"status_code": 401, "detail": "not signed in"})
+        if request.url.path == "/api/keys":
+            extra = [{"key": "name", "message": "must not be blank", "source": "body"}]
+            return httpx.Response(400, json={"status_code": 400, "detail": "a key needs a name", "extra": extra})
         return httpx.Response(503, json={"error": {"message": "model is starting"}})
 
     async with client(handler) as api:
         with pytest.raises(NotFound) as missing:
             await api.running()
+        with pytest.raises(NotSignedIn):
+            await api.whoami()
+        with pytest.raises(ApiError) as invalid:
+            await api.create_key(KeyDraft(name=" "))
         with pytest.raises(ApiError) as failed:
-            await api.list_models()
+            await api.system_status()
     assert missing.value.message == "Not Found"
+    assert invalid.value.explanation == "a key needs a name; name: must not be blank"
     assert (failed.value.status, failed.value.message) == (503, "model is starting")
 
 
-async def test_load_falls_back_to_a_one_token_request_when_there_is_no_load_endpoint():
-    calls = []
+async def test_config_save_with_errors_comes_back_unsaved_with_its_problems():
+    problem = {"path": "models.a.ttl", "message": "must be an integer", "line": 4, "column": 5, "severity": "error"}
 
     def handler(request: httpx.Request) -> httpx.Response:
-        calls.append((request.method, request.url.raw_path.decode()))
-        if request.url.path.endswith("/load"):
-            return httpx.Response(404, json={"detail": "Not Found"})
-        assert json.loads(request.content)["max_tokens"] == 1
-        return httpx.Response(200, json={"choices": []})
+        assert request.method == "PUT" and request.headers["if-match"] == '"abc"'
+        assert request.content == b"models: broken"
+        return httpx.Response(422, json={"saved": False, "problems": [problem]})
 
     async with client(handler) as api:
-        assert await api.load_model("org/model") == "warm-up request"
-    assert calls == [("POST", "/api/models/org%2Fmodel/load"), ("POST", "/v1/chat/completions")]
+        result = await api.save_config("models: broken", if_match='"abc"')
+    assert (result.saved, result.valid) == (False, False)
+    assert [(p.line, p.column, p.path) for p in result.problems] == [(4, 5, "models.a.ttl")]
 
 
-async def test_models_merge_listing_fields():
-    listing = {
-        "data": [
-            {
-                "id": "tiny",
-                "name": "Tiny",
-                "status": {"value": "loaded"},
-                "meta": {"llamaswap": {"type": "model", "aliases": ["t"]}},
-            },
-            {"id": "peer/x", "meta": {"llamaswap": {"type": "peer"}}},
-        ]
-    }
-    async with client(lambda request: httpx.Response(200, json=listing)) as api:
-        tiny, peer = await api.list_models()
-    assert (tiny.loaded, tiny.aliases, tiny.kind) == (True, ("t",), "model")
-    assert (peer.loaded, peer.kind) == (False, "peer")
+async def test_policy_rules_go_out_in_the_shape_the_api_takes():
+    sent = {}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.update(json.loads(request.content))
+        return httpx.Response(201, json={**sent, "id": "rule_1", "position": 0, "hits": 0})
+
+    rule = PolicyRule(
+        id="",
+        name="to claude",
+        match=RuleMatch(model="claude-*", headers=(HeaderCondition("x-team", "research"),)),
+        action="route",
+        target=RouteTarget(kind="upstream", base_url="https://api.anthropic.com"),
+        bindings=(CredentialBinding("anthropic", header="x-api-key"),),
+    )
+    async with client(handler) as api:
+        saved = await api.create_rule(rule)
+    assert "id" not in sent and "hits" not in sent
+    assert sent["match"]["headers"] == [{"name": "x-team", "pattern": "research"}]
+    assert sent["bindings"][0] == {"credential": "anthropic", "mode": "header", "header": "x-api-key",
+                                   "template": "{secret}", "in_body": False}  # fmt: skip
+    assert saved.id == "rule_1" and saved.target == rule.target and saved.bindings == rule.bindings
 
 
 async def lines(*items: str):
@@ -167,6 +194,18 @@ async def test_events_stream_from_the_server_and_404_means_no_stream():
     async with client(lambda request: httpx.Response(404, json={"detail": "Not Found"})) as api:
         with pytest.raises(NotFound):
             [e async for e in api.events()]
+
+
+def test_chat_stream_lines_give_text_usage_and_llama_timings():
+    assert parse_chat_line('data: {"choices": [{"delta": {"content": "Hel"}}]}').text == "Hel"
+    last = parse_chat_line(
+        'data: {"choices": [{"delta": {}, "finish_reason": "stop"}], "usage": {"completion_tokens": 9},'
+        ' "timings": {"predicted_per_second": 51.5}}'
+    )
+    assert (last.text, last.finish_reason, last.completion_tokens, last.tokens_per_second) == ("", "stop", 9, 51.5)
+    assert parse_chat_line("data: [DONE]") is None and parse_chat_line(": keep-alive") is None
+    with pytest.raises(ApiError, match="out of memory"):
+        parse_chat_line('data: {"error": {"message": "out of memory"}}')
 
 
 def test_default_base_url_reaches_a_wildcard_bind_over_loopback(monkeypatch):

@@ -65,6 +65,10 @@ def test_logs_is_the_page_for_browsers_and_the_text_log_for_everyone_else():
     assert not routes_to_api(scope("/logs", accept="text/html,application/xhtml+xml,*/*;q=0.8"))
     assert routes_to_api(scope("/logs", accept="text/plain"))
     assert routes_to_api(scope("/logs"))
+    # the static frontend serves the page at /logs/ (trailing slash): same rule
+    assert not routes_to_api(scope("/logs/", accept="text/html"))
+    assert routes_to_api(scope("/logs/"))
+    assert routes_to_api(scope("/logs/stream", accept="text/html"))
 
 
 async def test_lifespan_goes_to_reflex_and_api_paths_never_do():

@@ -1,4 +1,5 @@
-"""`/models`: every model a client can name, its state, and load/unload actions; follows model.state events."""
+"""`/models`: the models this server runs, their state, statistics and load/unload actions; follows model.state
+events. Each model links to its own page (`/models/{id}`)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ from dataclasses import dataclass
 
 import reflex as rx
 
-from ui_reflex.api_client import AdminClient, ApiError, ModelEntry, NotFound, RunningModel
+from ui_reflex.api_client import AdminClient, ApiError, ModelSummary
 from ui_reflex.layout import page_shell
-from ui_reflex.live import LiveUpdates, admin_api
+from ui_reflex.live import LiveUpdates
+from ui_reflex.request_views import format_count, format_duration, format_ms, format_rate
+from ui_reflex.session import admin_api
 from ui_reflex.widgets import empty_state, error_callout, live_badge
 
 STATE_COLORS = {"ready": "green", "starting": "amber", "stopping": "amber", "failed": "red", "unloaded": "gray"}
@@ -26,37 +29,51 @@ class ModelView:
     loadable: bool
     activity: str
     aliases: str
+    stats: str = ""
+    href: str = ""
 
 
-def model_views(models: list[ModelEntry], running: list[RunningModel] | None) -> list[ModelView]:
-    """Merge `/v1/models` with `/running` (None when the server has no `/running`: the listing's status is used)."""
-    processes = {p.model: p for p in running or []}
+def stats_line(summary: ModelSummary) -> str:
+    """Requests, tokens, speed and TTFT of the last 24 hours, and uptime, in one line."""
+    stats = summary.stats
+    parts = [f"{format_count(stats.requests)} requests in 24 h"]
+    if stats.errors:
+        parts.append(f"{stats.errors} failed")
+    if stats.prompt_tokens or stats.completion_tokens:
+        parts.append(f"{format_count(stats.prompt_tokens)} → {format_count(stats.completion_tokens)} tokens")
+    if stats.tokens_per_second is not None:
+        parts.append(format_rate(stats.tokens_per_second))
+    if stats.ttft_ms is not None:
+        parts.append(f"TTFT {format_ms(stats.ttft_ms)}")
+    if summary.uptime_seconds is not None:
+        parts.append(f"up {format_duration(summary.uptime_seconds)}" + (f" on :{summary.port}" if summary.port else ""))
+    return " · ".join(parts)
+
+
+def model_views(models: list[ModelSummary]) -> list[ModelView]:
+    """The local models of `GET /api/models`, for the cards: stopped servers show as "unloaded"."""
     views = []
-    for entry in models:
-        process = processes.get(entry.id)
-        if process is not None and process.state not in ("stopped",):
-            state = process.state
-        elif running is None and entry.loaded:
-            state = "ready"
-        else:
-            state = "unloaded"
+    for m in models:
+        state = "unloaded" if m.state in ("stopped", "unknown", "") else m.state
         activity = ""
-        if process is not None and (process.in_flight or process.queued):
-            activity = f"{process.in_flight} in flight, {process.queued} queued"
-        elif process is not None and process.last_load_seconds is not None and state == "ready":
-            activity = f"loaded in {process.last_load_seconds:.1f} s"
+        if m.in_flight or m.queued:
+            activity = f"{m.in_flight} in flight, {m.queued} queued"
+        elif m.last_load_seconds is not None and state == "ready":
+            activity = f"loaded in {m.last_load_seconds:.1f} s"
         views.append(
             ModelView(
-                id=entry.id,
-                name=entry.name if entry.name and entry.name != entry.id else "",
-                description=entry.description,
-                kind=entry.kind,
+                id=m.id,
+                name=m.name if m.name and m.name != m.id else "",
+                description=m.description,
+                kind="unlisted" if m.unlisted else "model",
                 state=state,
                 state_color=STATE_COLORS.get(state, "gray"),
                 running=state in ("ready", "starting"),
-                loadable=entry.kind == "model",
+                loadable=True,
                 activity=activity,
-                aliases=", ".join(entry.aliases),
+                aliases=", ".join(m.aliases),
+                stats=stats_line(m),
+                href=f"/models/{m.id}",
             )
         )
     return views
@@ -87,8 +104,8 @@ class ModelsState(LiveUpdates, rx.State):
             self.busy_model, self.action_message, self.action_error = model_id, f"Loading {model_id}…", ""
         try:
             async with admin_api(self) as api:
-                how = await api.load_model(model_id)
-            message, error = f"{model_id} is loaded (via {how}).", ""
+                await api.load_model(model_id)
+            message, error = f"{model_id} is loaded.", ""
         except ApiError as exc:
             message, error = "", f"Could not load {model_id}: {exc.message}"
         await self._finish_action(message, error)
@@ -111,9 +128,6 @@ class ModelsState(LiveUpdates, rx.State):
             async with admin_api(self) as api:
                 await (api.unload_model(model_id) if model_id else api.unload_all())
             message, error = f"Unloaded {label}.", ""
-        except NotFound as exc:
-            missing = "/api/models/unload" + (f"/{model_id}" if model_id else "")
-            message, error = "", f"This server cannot unload models yet (POST {missing}: {exc.message})."
         except ApiError as exc:
             message, error = "", f"Could not unload {label}: {exc.message}"
         await self._finish_action(message, error)
@@ -130,16 +144,11 @@ class ModelsState(LiveUpdates, rx.State):
     def _live_topics(self) -> frozenset[str]:
         return frozenset({"model.state", "config.reloaded"})
 
-    def _live_query(self) -> bool:
+    def _live_query(self, topics: frozenset[str]) -> bool:
         return True
 
     async def _live_fetch(self, api: AdminClient, query: bool) -> list[ModelView]:
-        models = await api.list_models()
-        try:
-            running: list[RunningModel] | None = await api.running()
-        except NotFound:
-            running = None
-        return model_views(models, running)
+        return model_views(await api.local_models())
 
     def _live_apply(self, views: list[ModelView]) -> bool:
         changed = views != self.models
@@ -157,7 +166,11 @@ def _model_card(model: rx.Var[ModelView]) -> rx.Component:
         rx.flex(
             rx.vstack(
                 rx.hstack(
-                    rx.text(model.id, weight="bold", size="3", word_break="break-all"),
+                    rx.cond(
+                        model.href != "",
+                        rx.link(model.id, href=model.href, weight="bold", size="3", word_break="break-all"),
+                        rx.text(model.id, weight="bold", size="3", word_break="break-all"),
+                    ),
                     rx.badge(model.state, color_scheme=model.state_color, variant="soft", data_state=model.state),
                     rx.cond(model.kind != "model", rx.badge(model.kind, variant="outline")),
                     align="center",
@@ -168,6 +181,7 @@ def _model_card(model: rx.Var[ModelView]) -> rx.Component:
                 rx.cond(model.description != "", rx.text(model.description, size="2", color=rx.color("gray", 11))),
                 rx.cond(model.aliases != "", rx.text("aliases: ", model.aliases, size="1", color=rx.color("gray", 10))),
                 rx.cond(model.activity != "", rx.text(model.activity, size="1", color=rx.color("gray", 10))),
+                rx.cond(model.stats != "", rx.text(model.stats, size="1", color=rx.color("gray", 10), data_stats="")),
                 spacing="1",
                 flex="1",
                 min_width="0",
