@@ -157,7 +157,7 @@ def server_config(llama_bin: str, tiny_gguf: Path) -> str:
     """)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def server(frontend_port, llama_bin, tiny_gguf, tmp_path_factory) -> Iterator[DashboardServer]:
     workdir = tmp_path_factory.mktemp("dashboard")
     server = DashboardServer(workdir, server_config(llama_bin, tiny_gguf), frontend_port).start()
@@ -165,7 +165,7 @@ def server(frontend_port, llama_bin, tiny_gguf, tmp_path_factory) -> Iterator[Da
     server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def api_key(server) -> str:
     """An inference key for the OpenAI SDK in tests (created with the admin token)."""
     response = server.admin("POST", "/api/keys", json={"name": "e2e tests"})
@@ -173,7 +173,9 @@ def api_key(server) -> str:
     return response.json()["secret"]
 
 
-@pytest.fixture(scope="session")
+# package scope: Playwright's sync API keeps an event loop running in this thread until it stops, which the
+# asyncio tests collected after tests/e2e would trip over; the browser and server end with this package
+@pytest.fixture(scope="package")
 def browser():
     from playwright.sync_api import sync_playwright
 
@@ -236,7 +238,7 @@ def sign_in_form(view: BrowserPage, username: str, password: str) -> None:
     page.locator("#login-submit").click()  # type: ignore[attr-defined]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def account(browser, server) -> Account:
     """The first visit: the dashboard sends the browser to /login, which offers to create the admin account."""
     from playwright.sync_api import expect
