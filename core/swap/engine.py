@@ -100,6 +100,17 @@ class SwapEngine:
         #: unloads waiting for the model's requests to finish: model → [(reason, future)]
         self._idle_unloads: dict[str, list[tuple[str, asyncio.Future[None]]]] = {}
         self.swap_count = 0
+        self._handlers: dict[str, Callable[[Any], None]] = {
+            "request": self._on_request,
+            "cancel": lambda t: self.scheduler.on_cancel(t),
+            "serve_done": self._on_serve_done,
+            "serving": self._on_serving,
+            "keep_alive": self._on_keep_alive,
+            "swap_done": lambda e: self.scheduler.on_swap_done(*e),
+            "unload": self._on_unload,
+            "reload": self._on_reload,
+            "tick": lambda _: self._on_tick(),
+        }
         self.processes: dict[str, ModelProcess] = {}
         self.config = config
         self._apply_config(config)
@@ -120,14 +131,14 @@ class SwapEngine:
         """
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         ticket = Ticket(model=model_id, arrived=time.monotonic(), context=future, origin=origin)
-        self._queue.put_nowait(("request", ticket))
+        self._post("request", ticket)
         try:
             await future
         except asyncio.CancelledError:
             if future.done() and not future.cancelled() and future.exception() is None:
-                self._queue.put_nowait(("serve_done", model_id))
+                self._post("serve_done", model_id)
             else:
-                self._queue.put_nowait(("cancel", ticket))
+                self._post("cancel", ticket)
             raise
         return Lease(model_id, self.processes[model_id])
 
@@ -136,7 +147,7 @@ class SwapEngine:
             return
         lease.released = True
         self._last_used[lease.model_id] = time.monotonic()
-        self._queue.put_nowait(("serve_done", lease.model_id))
+        self._post("serve_done", lease.model_id)
 
     async def unload(
         self, model_ids: Iterable[str] | None = None, reason: str = "unload", *, when_idle: bool = False
@@ -315,27 +326,38 @@ class SwapEngine:
         if new == ProcessState.FAILED and old == ProcessState.READY:
             self._queue.put_nowait(("tick", None))
 
+    def _post(self, kind: str, payload: Any) -> None:
+        """Hand an event to the scheduler.
+
+        The scheduler is synchronous and only ever runs on the event loop's thread, so the owner of
+        the model state is "whoever runs next on the loop, in order". When no earlier event is waiting,
+        handling this one right here is exactly what the run task would do next — minus two task
+        switches on every request (the common case: the model is ready). Otherwise it joins the queue
+        behind the events that came first, and order is kept.
+        """
+        if self._task is not None and self._queue.empty() and not self._handling:
+            self._handle(kind, payload)
+        else:
+            self._queue.put_nowait((kind, payload))
+
+    _handling = False
+
+    def _handle(self, kind: str, payload: Any) -> None:
+        self._handling = True
+        try:
+            self._handlers[kind](payload)
+        except Exception:  # a bug here must not wedge every future request
+            log.exception("swap engine failed handling %s", kind)
+        finally:
+            self._handling = False
+
     async def _run(self) -> None:
-        handlers = {
-            "request": self._on_request,
-            "cancel": lambda t: self.scheduler.on_cancel(t),
-            "serve_done": self._on_serve_done,
-            "serving": self._on_serving,
-            "keep_alive": self._on_keep_alive,
-            "swap_done": lambda e: self.scheduler.on_swap_done(*e),
-            "unload": self._on_unload,
-            "reload": self._on_reload,
-            "tick": lambda _: self._on_tick(),
-        }
         while True:
             kind, payload = await self._queue.get()
             if kind == "shutdown":
                 self.scheduler.on_shutdown(GatewayShuttingDown("the gateway is shutting down"))
                 return
-            try:
-                handlers[kind](payload)
-            except Exception:  # a bug here must not wedge every future request
-                log.exception("swap engine failed handling %s", kind)
+            self._handle(kind, payload)
 
     def _on_request(self, ticket: Ticket) -> None:
         self._last_used[ticket.model] = time.monotonic()
