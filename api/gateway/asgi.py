@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -11,24 +12,64 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class ClientDisconnected(Exception):
-    """The client went away while the response was being sent."""
+    """The client went away while the request was read or the response was being sent."""
 
 
-class ResponseSender:
-    """Mixin: send the response to the client; an ASGI server reports a gone client by raising.
+class BodyTooLarge(Exception):
+    def __init__(self, limit: int):
+        super().__init__(f"request body is larger than the limit of {limit} bytes")
+        self.limit = limit
 
-    Expects `self._send`; keeps `response_started` and `client_gone` up to date.
+
+class ClientConnection:
+    """Mixin for one exchange with an ASGI client: read the body, notice a disconnect, send the response.
+
+    Expects `self.receive` and `self._send`; keeps `response_started`, `client_gone` and `finished` up to date.
     """
 
+    receive: Receive
     _send: Send
     response_started: bool = False
     client_gone: bool = False
+    finished: bool = False  # the whole response went out: a later disconnect cancels nothing
+
+    async def _receive_body(self, limit: int, declared_length: bytes | None = None) -> bytes:
+        """The request body, refused (BodyTooLarge) as soon as it is known to exceed `limit` bytes."""
+        if declared_length is not None and declared_length.isdigit() and int(declared_length) > limit:
+            raise BodyTooLarge(limit)
+        chunks = []
+        size = 0
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                self.client_gone = True
+                raise ClientDisconnected()
+            chunk = message.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if size > limit:
+                    raise BodyTooLarge(limit)
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    async def _watch_disconnect(self, handler: asyncio.Task[Any]) -> None:
+        """Run beside the handler once the body is read: a client that goes away cancels the handler
+        (and with it the upstream request), so a waiting or streaming request frees its slot at once."""
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                if not self.finished:
+                    self.client_gone = True
+                    handler.cancel()
+                return
 
     async def _send_start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         self.response_started = True
         try:
             await self._send({"type": "http.response.start", "status": status, "headers": headers})
-        except Exception as exc:
+        except Exception as exc:  # an ASGI server reports a gone client by raising
             self.client_gone = True
             raise ClientDisconnected() from exc
 
@@ -38,3 +79,5 @@ class ResponseSender:
         except Exception as exc:
             self.client_gone = True
             raise ClientDisconnected() from exc
+        if not more:
+            self.finished = True

@@ -26,12 +26,12 @@ import contextlib
 import re
 import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import httpx
 import msgspec
 
-from api.gateway.asgi import ClientDisconnected, Receive, ResponseSender, Scope, Send
+from api.gateway.asgi import BodyTooLarge, ClientConnection, ClientDisconnected, Receive, Scope, Send
 from core.capture import CaptureBuffer, build_capture, compress
 from core.keys import RELAY_KEY_HEADER, ApiKeyRecord, extract_presented_key
 from core.vault import NO_REDACTION, InjectionResult, Redactor, VaultError, VaultKeyError, apply_bindings
@@ -134,7 +134,7 @@ class McpRelayApp:
         await RelayExchange(self.runtime, scope, receive, send).run()
 
 
-class RelayExchange(ResponseSender):
+class RelayExchange(ClientConnection):
     """One relayed request and its response, from authentication to the log record."""
 
     def __init__(self, runtime: Runtime, scope: Scope, receive: Receive, send: Send):
@@ -217,32 +217,12 @@ class RelayExchange(ResponseSender):
 
     async def _read_body(self) -> bytes:
         limit = self.runtime.settings.max_body_bytes
-        chunks = []
-        size = 0
-        while True:
-            message = await self.receive()
-            if message["type"] == "http.disconnect":
-                self.client_gone = True
-                raise ClientDisconnected()
-            chunk = message.get("body", b"")
-            if chunk:
-                size += len(chunk)
-                if size > limit:
-                    raise RelayError(413, f"request body is larger than the limit of {limit} bytes")
-                chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        self.request_bytes = size
-        return b"".join(chunks)
-
-    async def _watch_disconnect(self, handler: asyncio.Task[Any]) -> None:
-        while True:
-            message = await self.receive()
-            if message["type"] == "http.disconnect":
-                if not self.finished:
-                    self.client_gone = True
-                    handler.cancel()
-                return
+        try:
+            body = await self._receive_body(limit)
+        except BodyTooLarge as exc:
+            raise RelayError(413, str(exc)) from None
+        self.request_bytes = len(body)
+        return body
 
     # ------------------------------------------------------------------ forward
 

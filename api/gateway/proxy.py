@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from api.gateway.asgi import ClientDisconnected, Receive, ResponseSender, Scope, Send
+from api.gateway.asgi import BodyTooLarge, ClientConnection, ClientDisconnected, Receive, Scope, Send
 from api.gateway.endpoints import (
     ENDPOINTS,
     PASSTHROUGH,
@@ -173,7 +173,7 @@ class GatewayApp:
         await _send_json(send, 200, body)
 
 
-class ProxyExchange(ResponseSender):
+class ProxyExchange(ClientConnection):
     """One proxied request/response, from body to log record."""
 
     #: who asks, for the swap engine's max-loaded cap (core.swap.capacity): API requests never evict under it
@@ -279,39 +279,16 @@ class ProxyExchange(ResponseSender):
 
     async def _read_body(self) -> bytes:
         limit = self.runtime.settings.max_body_bytes
-        declared = self.headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise GatewayError(413, f"request body is larger than the limit of {limit} bytes")
-        chunks = []
-        size = 0
-        while True:
-            message = await self.receive()
-            if message["type"] == "http.disconnect":
-                self.client_gone = True
-                raise ClientDisconnected()
-            chunk = message.get("body", b"")
-            if chunk:
-                size += len(chunk)
-                if size > limit:
-                    raise GatewayError(413, f"request body is larger than the limit of {limit} bytes")
-                chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        self.request_size = size
+        try:
+            body = await self._receive_body(limit, self.headers.get(b"content-length"))
+        except BodyTooLarge as exc:
+            raise GatewayError(413, str(exc)) from None
+        self.request_size = len(body)
         if self._capture_limit:
             content_type = self.headers.get(b"content-type", b"").decode("latin-1") or None
             self.request_capture = CaptureBuffer(self._capture_limit, content_type)
             self.request_capture.append(body)
         return body
-
-    async def _watch_disconnect(self, handler: asyncio.Task[Any]) -> None:
-        while True:
-            message = await self.receive()
-            if message["type"] == "http.disconnect":
-                self.client_gone = True
-                handler.cancel()
-                return
 
     def _authenticate(self) -> None:
         """Find the Switchyard key the client presented; 401 when one is required and missing or bad."""
