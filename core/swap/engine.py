@@ -90,7 +90,6 @@ class SwapEngine:
         self._task: asyncio.Task[None] | None = None
         self._side_tasks: set[asyncio.Task[Any]] = set()
         self._last_used: dict[str, float] = {}
-        self._stopping_for_ttl: set[str] = set()
         #: origin of the request that loaded each starting/ready model ("admin", "ollama", "api")
         self._started_by: dict[str, str] = {}
         self._pending_origin: dict[str, str] = {}
