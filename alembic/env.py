@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import asyncio
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from alembic import context
 from api.db import access as _access_models  # noqa: F401  (registers the access tables)
-from api.db.engine import configure_engine, ensure_sqlite_directory
 from api.db import admin_models  # noqa: F401 - registers the admin tables on the metadata
-from api.db.models import BigIntBase
+from api.db.engine import configure_engine, ensure_sqlite_directory
+from api.db.models import Base
 
 config = context.config
-target_metadata = BigIntBase.metadata
+target_metadata = Base.metadata
 
 
 def _url() -> str:
@@ -37,14 +38,38 @@ def _run(connection) -> None:  # type: ignore[no-untyped-def]
         context.run_migrations()
 
 
+#: Several nodes that start together on one server database all run the migrations: a lock held for the whole run
+#: makes the others wait and then find the schema already at head. SQLite is one machine's file; it needs none.
+_LOCKS = {
+    "postgresql": ("SELECT pg_advisory_lock(:id)", "SELECT pg_advisory_unlock(:id)"),
+    "mysql": ("SELECT GET_LOCK(:name, 600)", "SELECT RELEASE_LOCK(:name)"),
+    "mariadb": ("SELECT GET_LOCK(:name, 600)", "SELECT RELEASE_LOCK(:name)"),
+}
+_LOCK_PARAMS = {"id": 0x53574954, "name": "switchyard_migrations"}  # "SWIT"
+
+
 async def run_migrations_online() -> None:
     url = _url()
     ensure_sqlite_directory(url)
     engine = configure_engine(create_async_engine(url))
-    async with engine.connect() as connection:
-        await connection.run_sync(_run)
-        await connection.commit()
-    await engine.dispose()
+    try:
+        async with engine.connect() as connection:
+            lock, unlock = _LOCKS.get(connection.dialect.name, (None, None))
+            if lock:
+                params = {k: v for k, v in _LOCK_PARAMS.items() if f":{k}" in lock}
+                # a session lock: it outlives the commit. pg_advisory_lock waits; GET_LOCK answers 0 when it gave up
+                if (await connection.execute(text(lock), params)).scalar() == 0:
+                    raise RuntimeError("another node has held the migration lock for 10 minutes")
+                await connection.commit()
+            try:
+                await connection.run_sync(_run)
+                await connection.commit()
+            finally:
+                if unlock:
+                    await connection.execute(text(unlock), params)
+                    await connection.commit()
+    finally:
+        await engine.dispose()
 
 
 if context.is_offline_mode():

@@ -11,7 +11,8 @@ so a change applies to the next request. A request already in flight keeps the s
 
 What the hot path counts (rule hits, when a key or a credential was last used) is kept in memory and written to
 the database by a background task every ``flush_interval`` seconds. The same task notices changes made by another
-gateway worker process (each admin change bumps a version row in ``app_settings``) and reloads.
+gateway worker process or node sharing the database (each admin change, live settings included, bumps a version
+row in ``app_settings``), reloads, and calls ``on_external_change`` so the runtime reloads its live settings too.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -208,6 +209,7 @@ class AccessStore:
         attribution_source: Callable[[], Mapping[str, Any] | None] | None = None,
         rate_limiter: RateLimiter | None = None,
         flush_interval: float = DEFAULT_FLUSH_INTERVAL,
+        on_external_change: Callable[[], Awaitable[Any]] | None = None,
     ):
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._engine = engine
@@ -216,6 +218,7 @@ class AccessStore:
         self._config_keys = tuple(config_keys)
         self._attribution_source = attribution_source or (lambda: None)
         self.flush_interval = flush_interval
+        self._on_external_change = on_external_change
         try:
             self._vault: Vault | None = Vault(vault_secret, setting=SECRET_KEY_SETTING)
             self.vault_error: str | None = None
@@ -453,8 +456,10 @@ class AccessStore:
                     version = await _read_version(session)
                 if version != self._version:
                     await self.reload()
+                    if self._on_external_change is not None:
+                        await self._on_external_change()
             except Exception:
-                log.exception("could not check for access changes made by another worker")
+                log.exception("could not check for changes made by another worker or node")
 
 
 async def _read_version(session: AsyncSession) -> str:

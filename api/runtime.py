@@ -75,6 +75,7 @@ class Runtime:
             admin_token=settings.admin_token,
             config_keys=config.api_keys,
             attribution_source=lambda: self.settings_store.current.attribution,
+            on_external_change=self.settings_store.load,
         )
         self.selectors = SelectorRouter(config)
         self.active_profile: str | None = config.startup_profile or None

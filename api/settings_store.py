@@ -15,6 +15,7 @@ import msgspec
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from api.access_store import bump_access_version
 from api.db.models import AppSetting
 
 
@@ -71,6 +72,7 @@ class SettingsStore:
             raise ValueError("; ".join(problems))
         async with self._sessions() as session, session.begin():
             await _upsert(session, msgspec.to_builtins(candidate))
+            await bump_access_version(session)  # other workers and nodes reload within their refresh interval
         self.current = candidate
         return candidate
 

@@ -15,10 +15,10 @@ from advanced_alchemy.types import DateTimeUTC
 from sqlalchemy import JSON, Boolean, Index, Integer, LargeBinary, String, Text, text, true
 from sqlalchemy.orm import Mapped, mapped_column
 
-from api.db.models import BigIntBase
+from api.db.models import Base
 
 
-class ApiKey(BigIntBase):
+class ApiKey(Base):
     """A Switchyard API key: the secret is never stored, only its keyed hash and a display prefix."""
 
     __tablename__ = "api_keys"
@@ -39,7 +39,7 @@ class ApiKey(BigIntBase):
     last_used_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), nullable=True)
 
 
-class PolicyRuleRow(BigIntBase):
+class PolicyRuleRow(Base):
     """One routing policy rule (``core.policy.PolicyRule``); rules apply in ascending ``position``."""
 
     __tablename__ = "policy_rules"
@@ -60,7 +60,7 @@ class PolicyRuleRow(BigIntBase):
     updated_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
 
 
-class Credential(BigIntBase):
+class Credential(Base):
     """An upstream credential, AES-256-GCM encrypted under ``SWITCHYARD_SECRET_KEY`` (``core.vault``)."""
 
     __tablename__ = "credentials"
@@ -74,7 +74,7 @@ class Credential(BigIntBase):
     last_used_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), nullable=True)
 
 
-class McpRelay(BigIntBase):
+class McpRelay(Base):
     """An MCP Streamable HTTP server reachable as ``/mcp-relays/{slug}``, with credentials injected."""
 
     __tablename__ = "mcp_relays"
@@ -87,7 +87,7 @@ class McpRelay(BigIntBase):
     created_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
 
 
-class SamplingOverrideRow(BigIntBase):
+class SamplingOverrideRow(Base):
     """Sampling parameters forced on every request for one model (``core.policy.SamplingOverrides``)."""
 
     __tablename__ = "sampling_overrides"

@@ -12,12 +12,12 @@ from advanced_alchemy.types import DateTimeUTC
 from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from api.db.models import BigIntBase
+from api.db.models import Base
 
 _USER_FK = BigInteger().with_variant(Integer(), "sqlite")
 
 
-class User(BigIntBase):
+class User(Base):
     """A dashboard account. The first one is created by sign-up; sign-up then closes."""
 
     __tablename__ = "users"
@@ -29,7 +29,7 @@ class User(BigIntBase):
     last_login_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), nullable=True)
 
 
-class UserSession(BigIntBase):
+class UserSession(Base):
     """A signed-in browser. Only the SHA-256 of the cookie's token is stored."""
 
     __tablename__ = "user_sessions"
@@ -45,7 +45,7 @@ class UserSession(BigIntBase):
     user_agent: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
 
-class Passkey(BigIntBase):
+class Passkey(Base):
     """A WebAuthn credential registered by a user."""
 
     __tablename__ = "passkeys"
@@ -62,7 +62,7 @@ class Passkey(BigIntBase):
     last_used_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), nullable=True)
 
 
-class ModelEvent(BigIntBase):
+class ModelEvent(Base):
     """One state change of a local model server (starting, ready, stopping, stopped, failed)."""
 
     __tablename__ = "model_events"

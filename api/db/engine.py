@@ -9,7 +9,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from api.db.models import BigIntBase
+from api.db.models import Base
 
 
 def ensure_sqlite_directory(database_url: str) -> None:
@@ -37,7 +37,7 @@ def make_alchemy_config(database_url: str) -> SQLAlchemyAsyncConfig:
     ensure_sqlite_directory(database_url)
     config = SQLAlchemyAsyncConfig(
         connection_string=database_url,
-        metadata=BigIntBase.metadata,
+        metadata=Base.metadata,
         session_config=AsyncSessionConfig(expire_on_commit=False),
         engine_config=EngineConfig(pool_pre_ping=not database_url.startswith("sqlite")),
         before_send_handler="autocommit",

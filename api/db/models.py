@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from advanced_alchemy.base import BigIntBase
+from advanced_alchemy.base import IdentityBase
 from advanced_alchemy.types import DateTimeUTC
 from sqlalchemy import JSON, Boolean, Float, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+#: Every table's `id` is the database's own auto-increment, as the migrations create it (SQLite's INTEGER PRIMARY
+#: KEY, PostgreSQL's serial, MariaDB's AUTO_INCREMENT). advanced-alchemy's BigIntBase would instead call
+#: `nextval('<table>_id_seq')` explicitly: on PostgreSQL that only works because serial happens to name its sequence
+#: that way, and on MariaDB no such sequence exists.
+Base = IdentityBase
 
-class RequestLog(BigIntBase):
+
+class RequestLog(Base):
     """One proxied inference request, written after it completed."""
 
     __tablename__ = "request_logs"
@@ -56,7 +62,7 @@ class RequestLog(BigIntBase):
     credentials_used: Mapped[list | None] = mapped_column(JSON, nullable=True)
 
 
-class AppSetting(BigIntBase):
+class AppSetting(Base):
     """Runtime settings editable from the admin API (one JSON value per key)."""
 
     __tablename__ = "app_settings"
@@ -66,7 +72,7 @@ class AppSetting(BigIntBase):
     updated_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
 
 
-class LibraryPreset(BigIntBase):
+class LibraryPreset(Base):
     """A model library entry's serving preset (see core.presets.ModelPreset; only the set fields are stored)."""
 
     __tablename__ = "library_presets"
