@@ -51,6 +51,7 @@ class SwitchyardApp:
             return
         if scope["type"] == "http" and self.mcp_relays.handles(scope["path"]):
             await self.mcp_relays(scope, receive, send)
+            return
         if scope["type"] == "http" and self.ollama.handles(scope["path"]):
             await self.ollama(scope, receive, send)
             return

@@ -202,6 +202,10 @@ class Runtime:
         self.events.publish("config.reloaded", models=len(config.models))
         self.logs.ring("proxy").write("config reloaded")
 
+    def config_written(self) -> None:
+        """The admin API has just written the config file and reloads it itself: the watcher need not."""
+        self._config_mtime = _mtime(self.settings.config_path)
+
     async def _watch_config(self) -> None:
         path = self.settings.config_path
         while True:

@@ -155,6 +155,7 @@ class ConfigController(Controller):
                     raise HTTPException(status_code=412, detail="the config changed since you read it; reload it")
             backup = await asyncio.to_thread(backup_file, path)
             await asyncio.to_thread(write_atomically, path, text.encode("utf-8"))
+            runtime.config_written()
             await runtime.reload_config(config)
         return Response(
             ConfigSaved(

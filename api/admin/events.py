@@ -29,7 +29,8 @@ async def _events(runtime: Runtime, heartbeat: float) -> AsyncIterator[bytes]:
             try:
                 event = await asyncio.wait_for(queue.get(), heartbeat)
             except TimeoutError:
-                yield sse("heartbeat", {"in_flight": runtime.engine.in_flight_total()})
+                engine = runtime.engine
+                yield sse("heartbeat", {"in_flight": engine.in_flight_total(), "models": engine.in_flight_by_model()})
                 continue
             yield sse(event.type, {**event.data, "at": event.at})
     finally:

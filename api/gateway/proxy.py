@@ -602,6 +602,8 @@ class ProxyExchange(ClientConnection):
             # a loading stream already sent headers: only an SSE body can follow
             if response.status >= 400:
                 text = b"".join([c async for c in response.iter_body()])[:500].decode("utf-8", "replace")
+                if self.redactor:  # the upstream may echo an injected credential
+                    text = self.redactor.redact(text)
                 raise GatewayError(response.status, f"upstream answered {response.status}: {text}")
         else:
             self.status = response.status
@@ -671,7 +673,8 @@ class ProxyExchange(ClientConnection):
             "tokens_per_second": usage.tokens_per_second if usage else None,
             "streamed": self.streamed,
             "client_addr": client[0] if client else None,
-            "error": self.error,
+            # an upstream's error text may echo an injected credential
+            "error": self.redactor.redact(self.error) if self.error and self.redactor else self.error,
             "request_bytes": self.request_size,
             "response_bytes": self.response_size,
             # a local model costs nothing per token; remote ones are priced from the catalog

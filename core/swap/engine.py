@@ -251,6 +251,10 @@ class SwapEngine:
     def in_flight_total(self) -> int:
         return sum(self.scheduler.in_flight.values())
 
+    def in_flight_by_model(self) -> dict[str, int]:
+        """Requests being served now, per model (models with none left out)."""
+        return {model_id: count for model_id, count in sorted(self.scheduler.in_flight.items()) if count}
+
     # --------------------------------------------------------------- internals
 
     def _apply_config(self, config: Config) -> list[str]:

@@ -40,3 +40,6 @@ def gateway_factory(tmp_path: Path) -> Iterator[GatewayFactory]:
     yield start
     for gateway in started:
         gateway.stop()
+    # an exception that escaped to the ASGI server is a bug whatever the test was about
+    for gateway in started:
+        assert "Application callable raised an exception" not in gateway.log(), gateway.log()[-4000:]

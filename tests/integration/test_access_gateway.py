@@ -222,7 +222,6 @@ class TestCredentials:
         echoed = echo(gateway, key, "echo", input="use {{switchyard:credential:svc}} please")
         assert echoed["headers"]["x-upstream-token"] == f"Token {CREDENTIAL}"
         assert echoed["json"]["input"] == f"use {CREDENTIAL} please"
-        # a credential-injecting route needs a valid key even with require-auth off is covered by the 401 above
         wait_until(lambda: rows(gateway), message="row")
         [row] = rows(gateway)
         assert json.loads(row["credentials_used"]) == ["svc"]
@@ -231,6 +230,20 @@ class TestCredentials:
         assert CREDENTIAL.encode() not in (gateway.workdir / "switchyard.db").read_bytes()
         for path in ("/api/credentials", "/api/policies", "/api/requests", f"/api/requests/{row['id']}"):
             assert CREDENTIAL not in api.get(path).text, path
+
+    def test_an_upstream_error_echoing_the_credential_is_stored_redacted(self, gateway):
+        api = admin(gateway)
+        api.post("/api/credentials", json={"slug": "svc", "secret": CREDENTIAL})
+        rule = {"match": {"model": "echo"}, "bindings": [{"credential": "svc", "mode": "placeholder", "in_body": True}]}
+        assert api.post("/api/policies", json=rule).status_code == 201
+        failed = chat(
+            gateway, make_key(gateway), x_fake={"status": 401, "message": "bad token {{switchyard:credential:svc}}"}
+        )
+        assert failed.status_code == 401
+        wait_until(lambda: rows(gateway), message="row")
+        [row] = rows(gateway)
+        assert row["error"] == "bad token [redacted]"
+        assert CREDENTIAL not in api.get("/api/requests").text
 
     def test_attribution_fills_client_user_and_session(self, gateway):
         key = make_key(gateway)
@@ -243,3 +256,18 @@ class TestCredentials:
         assert (row["end_user"], row["session_id"]) == ("alice", "s-42")
         assert row["client_name"] and "MyTool" in row["client_name"]
         assert row["api_key_name"] == "test" and row["api_key_id"]
+
+
+def test_a_credential_injecting_route_needs_a_key_even_with_require_auth_off(gateway_factory):
+    gateway = gateway_factory(
+        f"models:\n  echo:\n    cmd: {fake_cmd()}\n",
+        env={"SWITCHYARD_REQUIRE_AUTH": "false", "SWITCHYARD_SECRET_KEY": SECRET_KEY},
+    )
+    api = admin(gateway)
+    api.post("/api/credentials", json={"slug": "svc", "secret": CREDENTIAL})
+    rule = {"match": {"model": "echo"}, "bindings": [{"credential": "svc", "header": "x-upstream-token"}]}
+    assert api.post("/api/policies", json=rule).status_code == 201
+    assert chat(gateway, None, "nothing-injected-here").status_code == 404  # open: no key needed elsewhere
+    refused = chat(gateway, None)
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "missing_api_key"
+    assert chat(gateway, make_key(gateway)).status_code == 200

@@ -352,6 +352,17 @@ def test_sse_client_gets_request_completed_within_a_second(gateway):
         assert at - answered < 1.0
         assert data["status"] == 200 and data["prompt_tokens"] > 0
         wait_until(lambda: reader.first("heartbeat") is not None, timeout=5, message="heartbeat")
+        # heartbeats carry the in-flight requests per model
+        slow = threading.Thread(target=chat, args=(gateway, "other"), kwargs={"x_fake": {"delay": 0.5}})
+        slow.start()
+        try:
+            wait_until(
+                lambda: reader.first("heartbeat", in_flight=1, models={"other": 1}) is not None,
+                timeout=5,
+                message="a heartbeat with the slow request in flight",
+            )
+        finally:
+            slow.join()
     finally:
         reader.close()
 
@@ -501,6 +512,7 @@ def test_config_save_is_validated_backed_up_atomic_and_hot_reloaded(gateway):
     assert admin(gateway, "GET", "/api/config").content == original
 
     extended = original.decode().replace("models:\n", f"models:\n  added:\n    cmd: {fake_cmd()}\n", 1)
+    reader = SseReader(gateway.base_url + "/api/events")
     saved = admin(gateway, "PUT", "/api/config", content=extended, headers={"if-match": etag})
     assert saved.status_code == 200, saved.text
     assert saved.json()["saved"] is True and saved.json()["models"] == 3
@@ -511,6 +523,10 @@ def test_config_save_is_validated_backed_up_atomic_and_hot_reloaded(gateway):
     assert not list(path.parent.glob(".config.yaml.*"))  # no temporary file left behind
     assert "added" in listed()  # hot-reloaded
     assert chat(gateway, "added").status_code == 200
+    # dashboards hear of it once: the file watcher (1 s) does not reload the file the save just wrote
+    time.sleep(2.5)
+    reader.close()
+    assert [d["models"] for _, name, d in reader.events if name == "config.reloaded"] == [3]
 
     stale = admin(gateway, "PUT", "/api/config", content=original.decode(), headers={"if-match": etag})
     assert stale.status_code == 412 and path.read_text() == extended

@@ -5,7 +5,8 @@ Run as a model `cmd`:  python -m tests.upstreams.fake_openai --port ${PORT} [--r
 * ``GET /health`` — 503 until ``--ready-after`` seconds passed, then 200.
 * ``POST /v1/chat/completions`` — answers JSON, or SSE when ``"stream": true``. The body's ``x_fake`` object
   steers it: ``chunks`` (default 5), ``delay`` seconds between chunks, ``crash_after`` (exit the process after
-  that many chunks), ``status`` (answer with this HTTP status and an OpenAI error body).
+  that many chunks), ``status`` (answer with this HTTP status and an OpenAI error body whose message is
+  ``message``, default "injected failure").
 * any other path — echoes method, path, query, headers and body (with its length and sha256) as JSON,
   to prove what arrived.
 
@@ -90,7 +91,8 @@ async def chat(writer: asyncio.StreamWriter, body: dict) -> None:
     if fake.get("header_delay"):
         await asyncio.sleep(float(fake["header_delay"]))
     if fake.get("status"):
-        await send_json(writer, int(fake["status"]), {"error": {"message": "injected failure", "type": "server_error"}})
+        message = str(fake.get("message", "injected failure"))
+        await send_json(writer, int(fake["status"]), {"error": {"message": message, "type": "server_error"}})
         return
     usage = {"prompt_tokens": 7, "completion_tokens": chunks, "total_tokens": 7 + chunks}
     if not body.get("stream"):
