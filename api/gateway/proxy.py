@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -64,6 +65,8 @@ RESPONSE_DROP = frozenset(
     {b"connection", b"keep-alive", b"transfer-encoding", b"upgrade", b"trailer", b"server", b"date"}
 )
 LOADING_STATE_PATHS = frozenset({"/v1/chat/completions"})
+_HTTP_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_DEFAULT_ALLOWED_HEADERS = b"Content-Type, Authorization, Accept, X-Requested-With"
 GATEWAY_PATHS = frozenset(ENDPOINTS) | {"/v1/models"}
 
 _decode_any = msgspec.json.Decoder().decode
@@ -154,12 +157,15 @@ class GatewayApp:
         await ProxyExchange(self.runtime, scope, receive, send, endpoint).run()
 
     async def _preflight(self, scope: Scope, send: Send) -> None:
-        """CORS preflight as llama-swap answers it: echo the origin and the requested headers."""
+        """CORS preflight as llama-swap answers it: echo the origin and the requested header names that are
+        valid HTTP tokens, or a default list when none were asked for."""
         headers = dict(scope["headers"])
+        requested = headers.get(b"access-control-request-headers", b"")
+        allowed = b", ".join(n for n in (p.strip() for p in requested.split(b",")) if _HTTP_TOKEN.fullmatch(n))
         out = [
             (b"access-control-allow-origin", headers.get(b"origin", b"*")),
             (b"access-control-allow-methods", b"GET, POST, PUT, PATCH, DELETE, OPTIONS"),
-            (b"access-control-allow-headers", headers.get(b"access-control-request-headers", b"*")),
+            (b"access-control-allow-headers", allowed if requested else _DEFAULT_ALLOWED_HEADERS),
             (b"access-control-max-age", b"86400"),
             (b"content-length", b"0"),
         ]

@@ -138,6 +138,15 @@ class TestEveryEndpointReachesTheModel:
         assert response.status_code == 204
         assert response.headers["access-control-allow-origin"] == "http://app.example"
         assert response.headers["access-control-allow-headers"] == "authorization, x-custom"
+        odd = httpx.options(
+            echo_gateway.base_url + "/v1/chat/completions",
+            headers={"origin": "http://app.example", "access-control-request-headers": "x-ok, bad header, b@d"},
+        )
+        assert odd.status_code == 204 and odd.headers["access-control-allow-headers"] == "x-ok"
+        default = httpx.options(echo_gateway.base_url + "/v1/chat/completions", headers={"origin": "http://a.b"})
+        assert (
+            default.headers["access-control-allow-headers"] == "Content-Type, Authorization, Accept, X-Requested-With"
+        )
         assert response.headers["access-control-max-age"] == "86400"
 
     def test_capture_is_bounded_compressed_and_redacted(self, echo_gateway):

@@ -8,7 +8,9 @@ Run as a model `cmd`:  python -m tests.upstreams.fake_openai --port ${PORT} [--r
   that many chunks), ``status`` (answer with this HTTP status and an OpenAI error body whose message is
   ``message``, default "injected failure").
 * any other path — echoes method, path, query, headers and body (with its length and sha256) as JSON,
-  to prove what arrived.
+  to prove what arrived, with the server's pid and its ``FAKE_*`` environment variables.
+
+``--ignore-sigterm`` makes it a server that only SIGKILL stops.
 
 ``--tls-cert``/``--tls-key`` serve HTTPS (tests use a self-signed certificate).
 
@@ -23,6 +25,7 @@ import asyncio
 import hashlib
 import json
 import os
+import signal
 import ssl
 import sys
 import time
@@ -147,7 +150,8 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
                 except ValueError:
                     parsed = None
                 await send_json(writer, 200, {
-                    "method": method, "path": path, "query": query, "headers": headers,
+                    "method": method, "path": path, "query": query, "headers": headers, "pid": os.getpid(),
+                    "env": {k: v for k, v in os.environ.items() if k.startswith("FAKE_")},
                     "body": body.decode("utf-8", "replace"), "json": parsed,
                     "body_sha256": hashlib.sha256(body).hexdigest(), "body_len": len(body),
                 })  # fmt: skip
@@ -158,6 +162,8 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
 
 
 async def main() -> None:
+    if ARGS.ignore_sigterm:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if ARGS.fail_start:
         print("fake upstream: failing on purpose (--fail-start)", flush=True)
         sys.exit(7)
@@ -176,6 +182,7 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--ready-after", type=float, default=0.0)
     parser.add_argument("--fail-start", action="store_true")
+    parser.add_argument("--ignore-sigterm", action="store_true", help="only SIGKILL stops it")
     parser.add_argument("--events")
     parser.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
     parser.add_argument("--tls-key")
