@@ -333,7 +333,7 @@ def _build_model(
     proxy = r.get(m, "proxy", str, "", path)
     if upstream is not None:
         proxy = upstream.url
-    elif not re.match(r"^https?://[^/\s]+", proxy):
+    elif isinstance(m.get("proxy", ""), str) and not re.match(r"^https?://[^/\s]+", proxy):  # a non-string is reported
         r.report(path + ("proxy",), f"invalid proxy URL {proxy!r}")
     ttl = r.get(m, "ttl", int, -1, path)
     if ttl == -1:
