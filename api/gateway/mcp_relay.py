@@ -299,6 +299,8 @@ class RelayExchange(ClientConnection):
     def _record(self) -> None:
         failed = self.status >= 400 or self.error is not None and self.status != 499
         client = self.scope.get("client")
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in self.scope["headers"]}
+        attribution = self.runtime.access.attribution.extract(headers, self.body)
         record = {
             "created_at": self.created_at,
             "method": self.scope["method"],
@@ -319,6 +321,9 @@ class RelayExchange(ClientConnection):
             "response_bytes": self.response_bytes,
             "api_key_id": self.key.id if self.key else None,
             "api_key_name": self.key.name if self.key else None,
+            "client_name": attribution.client,
+            "end_user": attribution.end_user,
+            "session_id": attribution.session,
             "credentials_used": list(self.injection.injected) if self.injection and self.injection.injected else None,
             "capture": self._capture() if failed else None,
         }

@@ -112,7 +112,8 @@ def stored_rows(gateway) -> list[dict]:
 async def test_tool_calls_go_through_with_the_credential_injected_and_hidden(relay, mode):
     gateway, allowed, _ = relay
     url = gateway.base_url + "/mcp-relays/echo"
-    tools, whoami, added = await call_tools(url, {"x-switchyard-api-key": allowed["secret"]}, mode)
+    headers = {"x-switchyard-api-key": allowed["secret"], "x-session-id": "mcp-session-7"}
+    tools, whoami, added = await call_tools(url, headers, mode)
 
     assert set(tools) == {"whoami", "add"} and added == "42"
     # the MCP server received the stored token; the client only ever sees it redacted
@@ -130,6 +131,8 @@ async def test_tool_calls_go_through_with_the_credential_injected_and_hidden(rel
     rows = settled_rows(gateway, logged)
     assert {row["model"] for row in rows} == {"echo"}
     assert {row["api_key_id"] for row in rows} == {allowed["id"]}
+    assert {row["session_id"] for row in rows} == {"mcp-session-7"}  # attribution, as on model requests
+    assert all(row["client_name"] for row in rows)
     assert all(json.loads(row["credentials_used"]) == ["gh-token"] for row in rows)
     assert all(row["status_code"] < 400 and row["capture"] is None for row in rows)  # successes: metadata only
     if mode == "legacy":
