@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import re
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -397,6 +398,14 @@ class ProxyExchange(ClientConnection):
         if route.kind == "peer":
             peer = config.peers.get(route.value)
             target = resolve_target(config, f"{route.value}/{wanted}") if peer is not None else None
+            if target is not None and (route.auth_passthrough or route.insecure_tls):
+                # the rule can turn passthrough and skipped verification on for this route; the peer's own
+                # passAuth / insecure settings stay on when set
+                target = replace(
+                    target,
+                    pass_auth=target.pass_auth or route.auth_passthrough,
+                    insecure=target.insecure or route.insecure_tls,
+                )
         else:
             target = resolve_target(config, wanted)
         if target is None:

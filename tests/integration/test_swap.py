@@ -288,6 +288,18 @@ def test_peers_get_their_api_key_filters_and_own_model_name(gateway_factory, tmp
             assert echoed["json"] == {"model": "org/echo", "input": "x", "provider": {"zdr": True}}
         listed = [m["id"] for m in httpx.get(gateway.base_url + "/v1/models").json()["data"]]
         assert listed == ["remote/org/echo"]
+
+        # a routing rule to the peer can pass the client's own key through instead
+        rule = {"match": {"model": "mine"}, "action": "route",
+                "target": {"kind": "peer", "value": "remote", "model": "org/echo", "auth_passthrough": True}}  # fmt: skip
+        assert httpx.post(gateway.base_url + "/api/policies", json=rule, headers=ADMIN_HEADERS).status_code == 201
+        echoed = httpx.post(
+            gateway.base_url + "/v1/embeddings",
+            json={"model": "mine", "input": "x"},
+            headers={"authorization": "Bearer client-key"},
+            timeout=30,
+        ).json()
+        assert echoed["headers"]["authorization"] == "Bearer client-key" and "x-api-key" not in echoed["headers"]
     finally:
         peer.terminate()
         peer.wait()
