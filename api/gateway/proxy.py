@@ -47,7 +47,12 @@ from core.swap.capacity import CapacityError
 from core.swap.engine import GatewayShuttingDown, Lease
 from core.swap.scheduler import ConcurrencyLimitError, ModelUnloadedError, UnknownModelError
 from core.tokens import UsageScraper
-from core.upstream.client import UpstreamConnectError, UpstreamProtocolError, UpstreamResponse
+from core.upstream.client import (
+    UpstreamConnectError,
+    UpstreamProtocolError,
+    UpstreamResponse,
+    with_body_deadline,
+)
 from core.upstream.process import UpstreamStartError
 from core.vault import Redactor, VaultError, apply_bindings
 
@@ -600,7 +605,7 @@ class ProxyExchange(ClientConnection):
         except (UpstreamConnectError, UpstreamProtocolError) as exc:
             raise GatewayError(502, f"could not reach the upstream for model {target.display_id}: {exc}") from None
         try:
-            await self._relay(response)
+            await self._relay(with_body_deadline(response, target.timeouts.body))
         finally:
             await response.aclose()
 

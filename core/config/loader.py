@@ -51,7 +51,7 @@ MODEL_KEYS = {
     "upstream",  # Switchyard extension: a remote API instead of a process
 }  # fmt: skip
 FILTER_KEYS = {"stripParams", "strip_params", "setParams", "setParamsByID"}
-TIMEOUT_KEYS = {"connect", "keepalive", "responseHeader", "tlsHandshake", "idleConn", "expectContinue"}
+TIMEOUT_KEYS = {"connect", "keepalive", "responseHeader", "tlsHandshake", "idleConn", "expectContinue", "body"}
 PEER_KEYS = {"proxy", "apiKey", "models", "filters", "timeouts", "passAuth", "insecure"}
 UPSTREAM_KEYS = {"url", "apiKey", "passAuth", "insecure"}
 LIBRARY_KEYS = {"paths", "llamaServer", "maxLoaded", "idleMinutes"}
@@ -448,7 +448,7 @@ def _build_timeouts(raw: Any, path: Path, r: _Reader, defaults: Timeouts) -> Tim
     t = r.mapping(raw, path, TIMEOUT_KEYS)
     values = {}
     for key, attr in (("connect", "connect"), ("keepalive", "keepalive"), ("responseHeader", "response_header"),
-                      ("tlsHandshake", "tls_handshake"), ("idleConn", "idle_conn")):  # fmt: skip
+                      ("tlsHandshake", "tls_handshake"), ("idleConn", "idle_conn"), ("body", "body")):  # fmt: skip
         value = r.get(t, key, (int, float), getattr(defaults, attr), path)
         if value < 0:
             r.report(path + (key,), "must be >= 0")

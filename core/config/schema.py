@@ -53,6 +53,8 @@ class Timeouts:
     response_header: float = 0
     tls_handshake: float = 10
     idle_conn: float = 90
+    #: the whole response body after its headers (a Switchyard addition; off by default: streams may run long)
+    body: float = 0
 
 
 @dataclass(frozen=True, slots=True)

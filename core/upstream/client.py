@@ -5,6 +5,7 @@ small response interface, so the gateway relays either the same way.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -14,7 +15,13 @@ import httpx
 from core.config.schema import Timeouts
 from core.upstream.http1 import Http1Pool, UpstreamConnectError, UpstreamProtocolError
 
-__all__ = ["UpstreamClient", "UpstreamConnectError", "UpstreamProtocolError", "UpstreamResponse"]
+__all__ = [
+    "UpstreamClient",
+    "UpstreamConnectError",
+    "UpstreamProtocolError",
+    "UpstreamResponse",
+    "with_body_deadline",
+]
 
 
 class UpstreamResponse(Protocol):
@@ -47,6 +54,48 @@ class _HttpxResponse:
 
     async def aclose(self) -> None:
         await self._response.aclose()
+
+
+class _BodyDeadline:
+    """A response whose body must be complete within `seconds` of its headers; late, it fails like a broken one."""
+
+    __slots__ = ("_response", "_seconds", "headers", "status")
+
+    def __init__(self, response: UpstreamResponse, seconds: float):
+        self._response = response
+        self._seconds = seconds
+        self.status = response.status
+        self.headers = response.headers
+
+    def header(self, name: bytes) -> bytes | None:
+        return self._response.header(name)
+
+    async def iter_body(self) -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._seconds
+        body = self._response.iter_body()
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        chunk = await anext(body)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    raise UpstreamProtocolError(
+                        f"the response was not complete within {self._seconds:g}s (timeouts.body)"
+                    ) from None
+                yield chunk
+        finally:
+            await body.aclose()  # type: ignore[attr-defined]
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
+
+
+def with_body_deadline(response: UpstreamResponse, seconds: float) -> UpstreamResponse:
+    """`response`, its body limited to `seconds` in all (`timeouts.body`; 0 leaves it unlimited)."""
+    return _BodyDeadline(response, seconds) if seconds > 0 else response
 
 
 class UpstreamClient:

@@ -8,6 +8,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+import time
 import zlib
 
 import anthropic
@@ -187,6 +188,32 @@ class TestTimeouts:
         assert httpx.post(gateway.base_url + "/v1/chat/completions", json=body, timeout=30).status_code == 504
         body["x_fake"] = {"header_delay": 0.2}
         assert httpx.post(gateway.base_url + "/v1/chat/completions", json=body, timeout=30).status_code == 200
+
+    def test_body_timeout_ends_a_stream_that_runs_too_long(self, gateway_factory):
+        gateway = gateway_factory(f"""
+            models:
+              slowbody:
+                cmd: {fake_cmd()}
+                timeouts: {{body: 1}}
+              nolimit:
+                cmd: {fake_cmd()}
+            groups:
+              all: {{swap: false, members: [slowbody, nolimit]}}
+        """)
+        body = {"messages": [], "stream": True, "x_fake": {"chunks": 6, "delay": 0.4}}  # 2.4 s of events
+        started = time.monotonic()
+        with httpx.stream(
+            "POST", gateway.base_url + "/v1/chat/completions", json={"model": "slowbody", **body}, timeout=30
+        ) as response:
+            assert response.status_code == 200
+            events = [line for line in response.iter_lines() if line.startswith("data: ")]
+        assert 0.9 < time.monotonic() - started < 2.2
+        assert "timeouts.body" not in events[0] and "timeouts.body" not in events[-2]
+        assert "server_error" in events[-1]  # the stream ends with an error event, not silently
+        untimed = httpx.post(gateway.base_url + "/v1/chat/completions", json={"model": "nolimit", **body}, timeout=30)
+        assert untimed.status_code == 200 and untimed.text.rstrip().endswith("data: [DONE]")
+        rows = {r["model"]: r for r in gateway.requests()}
+        assert "within 1s (timeouts.body)" in rows["slowbody"]["error"] and rows["nolimit"]["error"] is None
 
 
 @pytest.fixture(scope="module")
