@@ -271,3 +271,14 @@ def test_a_credential_injecting_route_needs_a_key_even_with_require_auth_off(gat
     refused = chat(gateway, None)
     assert refused.status_code == 401 and refused.json()["error"]["code"] == "missing_api_key"
     assert chat(gateway, make_key(gateway)).status_code == 200
+
+
+def test_require_auth_is_switched_live_from_the_settings(gateway):
+    api = admin(gateway)
+    assert chat(gateway, None).status_code == 401
+    assert api.patch("/api/settings", json={"require_auth": False}).json()["require_auth"] is False
+    assert chat(gateway, None).status_code == 200  # open now, on the very next request
+    assert api.get("/api/settings").status_code == 200  # the admin API stays protected: ADMIN_HEADERS needed
+    assert httpx.get(gateway.base_url + "/api/settings").status_code == 401
+    assert api.patch("/api/settings", json={"require_auth": True}).status_code == 200
+    assert chat(gateway, None).status_code == 401
