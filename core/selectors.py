@@ -29,6 +29,13 @@ class ModelDisabled(Exception):
         super().__init__(f"model {model!r} is disabled by the active profile {profile!r}")
 
 
+class NoSelectorTarget(Exception):
+    """Every target of a spillover selector is stopping or shut down (llama-swap answers 503)."""
+
+    def __init__(self, selector: str):
+        super().__init__(f"selector {selector!r} has no available spillover targets")
+
+
 def apply_profile(profile: ProfileConfig | None, model: str) -> str:
     """The id to route after the active profile's pins; raises ModelDisabled for an empty pin."""
     if profile is None or model not in profile.pins:
@@ -99,8 +106,10 @@ class SelectorRouter:
                 (active if process_state in _ACTIVE or busy else cold).append(target)
             else:
                 (active if busy else cold).append(target)
+        if not active and not cold:
+            raise NoSelectorTarget(selector.id)
         if not active:
-            chosen = cold[0] if cold else selector.targets[0]
+            chosen = cold[0]
         else:
             least = min(state.in_flight.get(self._key(t), 0) for t in active)
             if least >= selector.spillover and cold:

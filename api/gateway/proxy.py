@@ -42,7 +42,7 @@ from core.keys import ApiKeyRecord, extract_presented_key
 from core.policy import Decision, RequestFacts, RouteTarget, body_shape, inject_system_prompt
 from core.presets import apply_sampling_overrides
 from core.routing import Target, direct_target, needs_rewrite, path_for_base, resolve_target, rewrite_body
-from core.selectors import ModelDisabled, apply_profile
+from core.selectors import ModelDisabled, NoSelectorTarget, apply_profile
 from core.swap.capacity import CapacityError
 from core.swap.engine import GatewayShuttingDown, Lease
 from core.swap.scheduler import ConcurrencyLimitError, ModelUnloadedError, UnknownModelError
@@ -471,7 +471,10 @@ class ProxyExchange(ClientConnection):
         except ModelDisabled as exc:
             raise GatewayError(404, str(exc), code="model_disabled") from None
         if allow_selectors and runtime.selectors.is_selector(routed):
-            chosen = runtime.selectors.choose(routed, runtime.engine.states())
+            try:
+                chosen = runtime.selectors.choose(routed, runtime.engine.states())
+            except NoSelectorTarget as exc:
+                raise GatewayError(503, str(exc), code="no_selector_target") from None
             self.selector = (routed, chosen)
             routed = chosen
         target = resolve_target(config, routed)

@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from core.config import ConfigError, load_config_text
-from core.selectors import ModelDisabled, SelectorRouter, apply_profile
+from core.selectors import ModelDisabled, NoSelectorTarget, SelectorRouter, apply_profile
 
 MODELS = """
 models:
@@ -198,19 +198,11 @@ class TestSpillover:
         r.release("nope", "a")
         assert r.choose("pool", {}) == "b"
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="llama-swap answers 503 'no available spillover targets' when every target is stopping or "
-        "shut down; core/selectors.py falls back to targets[0] and hands out a stopping process",
-    )
     def test_no_target_is_handed_out_when_all_are_stopping_or_shut_down(self):
         r = spillover("[a, b, c]")
         gone = {"a": "stopping", "b": "stopping", "c": "shutdown"}
-        try:
-            chosen = r.choose("pool", gone)
-        except Exception:  # any refusal is what llama-swap does
-            return
-        pytest.fail(f"chose {chosen!r} although every target is stopping or shut down")
+        with pytest.raises(NoSelectorTarget, match="'pool' has no available spillover targets"):
+            r.choose("pool", gone)
 
 
 class TestSelectorConfig:
