@@ -119,6 +119,17 @@ class TestKeys:
         ok_headers = chat(gateway, make_key(gateway, name="fresh", rpm_limit=5)).headers
         assert ok_headers["x-ratelimit-remaining-requests"] == "4"
 
+    def test_anthropic_clients_get_anthropic_shaped_rate_limits(self, gateway):
+        key = make_key(gateway, rpm_limit=1)
+        body = {"model": "echo", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}
+        headers = {"x-api-key": key, "anthropic-version": "2023-06-01"}
+        assert httpx.post(gateway.base_url + "/v1/messages", json=body, headers=headers).status_code == 200
+        client = anthropic.Anthropic(base_url=gateway.base_url, api_key=key, max_retries=0)
+        with pytest.raises(anthropic.RateLimitError) as info:
+            client.messages.create(**body)
+        assert info.value.body["type"] == "error" and info.value.body["error"]["type"] == "rate_limit_error"
+        assert int(info.value.response.headers["retry-after"]) >= 1
+
     def test_tokens_per_minute_limit_counts_scraped_usage(self, gateway):
         # the fake upstream reports 7 prompt + 5 completion = 12 tokens per answer
         key = make_key(gateway, tpm_limit=20)
