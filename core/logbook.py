@@ -62,11 +62,11 @@ class LogBook:
         return sorted(self._rings)
 
     def history(self, sources: list[str] | None = None) -> list[LogLine]:
-        rings = [self._rings[s] for s in (sources or self._rings) if s in self._rings]
+        rings = [self._rings[s] for s in (self._rings if sources is None else sources) if s in self._rings]
         return sorted((line for ring in rings for line in ring.tail()), key=lambda line: line.at)
 
     def subscribe(self, sources: list[str] | None, queue: asyncio.Queue[LogLine]) -> None:
-        for source in sources or self.sources():
+        for source in self.sources() if sources is None else sources:  # [] is no source at all
             self.ring(source).subscribe(queue)
 
     def unsubscribe(self, queue: asyncio.Queue[LogLine]) -> None:
