@@ -1558,6 +1558,8 @@ async def _send(
         raise Unreachable(f"cannot reach {base_url}: {exc}") from exc
     except httpx.TimeoutException as exc:
         raise Unreachable(f"{method} {path} timed out") from exc
+    except httpx.TransportError as exc:  # a connection reset or broken mid-answer
+        raise Unreachable(f"lost the connection to {base_url}: {exc!r}") from exc
     if response.status_code >= 400 and response.status_code not in accept:
         raise _error_for(response)
     return response
