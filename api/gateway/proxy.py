@@ -263,7 +263,11 @@ class ProxyExchange(ClientConnection):
             if self.client_gone:
                 pass
             elif not self.response_started:
-                await _send_error(self._send, self.family, exc.status, exc.message, exc.code, exc.headers)
+                headers = exc.headers
+                origin = self.text_headers.get("origin")
+                if origin:  # a browser client may read the gateway's own errors (proxied answers carry the upstream's)
+                    headers = {**(headers or {}), "access-control-allow-origin": origin}
+                await _send_error(self._send, self.family, exc.status, exc.message, exc.code, headers)
             else:  # a loading stream is open: end it with an error event
                 with contextlib.suppress(ClientDisconnected):
                     await self._send_body(sse_error_event(self.family, exc.message), more=False)

@@ -149,6 +149,19 @@ class TestEveryEndpointReachesTheModel:
             default.headers["access-control-allow-headers"] == "Content-Type, Authorization, Accept, X-Requested-With"
         )
         assert response.headers["access-control-max-age"] == "86400"
+        # the gateway's own errors can be read by a browser client too
+        missing = httpx.post(
+            echo_gateway.base_url + "/v1/chat/completions",
+            json={"model": "nope", "messages": []},
+            headers={"origin": "http://app.example"},
+        )
+        assert missing.status_code == 404 and missing.headers["access-control-allow-origin"] == "http://app.example"
+        assert (
+            "access-control-allow-origin"
+            not in httpx.post(
+                echo_gateway.base_url + "/v1/chat/completions", json={"model": "nope", "messages": []}
+            ).headers
+        )
 
     def test_capture_is_bounded_compressed_and_redacted(self, echo_gateway):
         body = {"model": "echo", "input": "x" * 40000}
