@@ -27,11 +27,20 @@ class ClientConnection:
     Expects `self.receive` and `self._send`; keeps `response_started`, `client_gone` and `finished` up to date.
     """
 
+    scope: Scope
     receive: Receive
     _send: Send
     response_started: bool = False
     client_gone: bool = False
     finished: bool = False  # the whole response went out: a later disconnect cancels nothing
+    _text_headers: dict[str, str] | None = None
+
+    @property
+    def text_headers(self) -> dict[str, str]:
+        """Request headers as str (lower-case names), built once when something needs them."""
+        if self._text_headers is None:
+            self._text_headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in self.scope["headers"]}
+        return self._text_headers
 
     async def _receive_body(self, limit: int, declared_length: bytes | None = None) -> bytes:
         """The request body, refused (BodyTooLarge) as soon as it is known to exceed `limit` bytes."""

@@ -197,8 +197,7 @@ class RelayExchange(ClientConnection):
 
     def _authorize(self) -> RelayRecord:
         access = self.runtime.access
-        headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in self.scope["headers"]}
-        presented = extract_presented_key(headers, (RELAY_KEY_HEADER,))
+        presented = extract_presented_key(self.text_headers, (RELAY_KEY_HEADER,))
         auth = access.key_table.authenticate(presented.key if presented else None)
         if not auth.ok:
             message = auth.message
@@ -299,8 +298,7 @@ class RelayExchange(ClientConnection):
     def _record(self) -> None:
         failed = self.status >= 400 or self.error is not None and self.status != 499
         client = self.scope.get("client")
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in self.scope["headers"]}
-        attribution = self.runtime.access.attribution.extract(headers, self.body)
+        attribution = self.runtime.access.attribution.extract(self.text_headers, self.body)
         record = {
             "created_at": self.created_at,
             "method": self.scope["method"],

@@ -237,14 +237,6 @@ class ProxyExchange(ClientConnection):
         self.redactor: Redactor | None = None
         self.rate_headers: dict[str, str] = {}
         self.attribution_body: dict[str, Any] | bytes | None = None
-        self._text_headers: dict[str, str] | None = None
-
-    @property
-    def text_headers(self) -> dict[str, str]:
-        """Request headers as str (lower-case names), built once when something needs them."""
-        if self._text_headers is None:
-            self._text_headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in self.scope["headers"]}
-        return self._text_headers
 
     async def run(self) -> None:
         lease: Lease | None = None
