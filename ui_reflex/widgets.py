@@ -78,3 +78,17 @@ def field_row(label: str, value: rx.Var | str | rx.Component) -> rx.Component:
         width="100%",
         spacing="3",
     )
+
+
+def code_view(
+    code: rx.Var | str, language: rx.Var | str, *, font_size: str = "12px", wrap_long_lines: bool | None = None,
+    **box_props: object,
+) -> rx.Component:  # fmt: skip
+    """Highlighted code that scrolls sideways inside its card instead of widening the page."""
+    block_props = {} if wrap_long_lines is None else {"wrap_long_lines": wrap_long_lines}
+    return rx.box(
+        rx.code_block(code, language=language, font_size=font_size, margin="0", **block_props),
+        width="100%",
+        overflow_x="auto",
+        **box_props,
+    )

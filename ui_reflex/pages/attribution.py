@@ -12,7 +12,7 @@ from ui_reflex import forms
 from ui_reflex.api_client import ATTRIBUTION_ROLES, ApiError, AttributionMapping
 from ui_reflex.layout import page_shell
 from ui_reflex.session import admin_api
-from ui_reflex.widgets import error_callout
+from ui_reflex.widgets import code_view, error_callout
 
 ROLE_TITLES = {
     "client": ("Client", "Which program sent the request (Claude Code, the OpenAI SDK, Open WebUI …)."),
@@ -175,11 +175,7 @@ def _example(example: rx.Var[ClientExample]) -> rx.Component:
             rx.cond(
                 example.language == "text",
                 rx.text(example.text, size="2"),
-                rx.box(
-                    rx.code_block(example.text, language=example.language, font_size="12px", margin="0"),
-                    width="100%",
-                    overflow_x="auto",
-                ),
+                code_view(example.text, example.language),
             ),
             spacing="2",
             width="100%",

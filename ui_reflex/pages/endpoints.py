@@ -12,7 +12,7 @@ from ui_reflex.api_client import ApiError, ApiKeyInfo
 from ui_reflex.client_snippets import KEY_ENV, SNIPPET_KINDS, SnippetKind, client_snippets
 from ui_reflex.layout import page_shell
 from ui_reflex.session import admin_api
-from ui_reflex.widgets import error_callout
+from ui_reflex.widgets import code_view, error_callout
 
 ANY_KEY = "none"
 
@@ -148,11 +148,7 @@ def _snippet_card(kind: SnippetKind) -> rx.Component:
                 align="center",
             ),
             rx.text(kind.where, size="1", color=rx.color("gray", 10)),
-            rx.box(
-                rx.code_block(code, language=kind.language, font_size="13px", margin="0", wrap_long_lines=False),
-                width="100%",
-                overflow_x="auto",
-            ),
+            code_view(code, kind.language, font_size="13px", wrap_long_lines=False),
             spacing="2",
             width="100%",
         ),

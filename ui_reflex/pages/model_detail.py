@@ -17,7 +17,7 @@ from ui_reflex.live import LiveUpdates
 from ui_reflex.pages.models import STATE_COLORS
 from ui_reflex.request_views import format_count, format_duration, format_ms, format_rate
 from ui_reflex.session import admin_api
-from ui_reflex.widgets import error_callout, field_row, live_badge, local_time
+from ui_reflex.widgets import code_view, error_callout, field_row, live_badge, local_time
 
 PREFIX = "/models/"
 
@@ -286,12 +286,7 @@ def model_detail_page() -> rx.Component:
                 width="100%",
                 align="center",
             ),
-            rx.box(
-                rx.code_block(s.config_yaml, language="yaml", font_size="13px", margin="0"),
-                width="100%",
-                overflow_x="auto",
-                id="model-config",
-            ),
+            code_view(s.config_yaml, "yaml", font_size="13px", id="model-config"),
             rx.link("Edit config.yaml", href="/config", size="2"),
             spacing="2",
             width="100%",

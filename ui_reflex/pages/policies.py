@@ -21,7 +21,7 @@ from ui_reflex.api_client import (
 from ui_reflex.layout import page_shell
 from ui_reflex.pages.keys import labelled
 from ui_reflex.session import admin_api
-from ui_reflex.widgets import empty_state, error_callout, local_time
+from ui_reflex.widgets import code_view, empty_state, error_callout, local_time
 
 ACTIONS = ("continue", "rewrite", "reject", "route")
 TARGET_KINDS = ("local", "peer", "upstream")
@@ -788,12 +788,8 @@ def _relay_card(r: rx.Var[RelayView]) -> rx.Component:
             rx.text("Forwards to ", r.upstream_url, size="2", word_break="break-all"),
             rx.text("Credentials: ", r.bindings, size="1", color=rx.color("gray", 10), white_space="pre-wrap"),
             rx.text("Claude Code (.mcp.json)", size="2", weight="medium"),
-            rx.box(
-                rx.code_block(r.snippet, language="json", font_size="12px", margin="0"), width="100%", overflow_x="auto"
-            ),
-            rx.box(
-                rx.code_block(r.command, language="bash", font_size="12px", margin="0"), width="100%", overflow_x="auto"
-            ),
+            code_view(r.snippet, "json"),
+            code_view(r.command, "bash"),
             rx.icon_button(
                 rx.icon("copy", size=14),
                 variant="soft",
