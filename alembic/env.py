@@ -40,12 +40,9 @@ def _run(connection) -> None:  # type: ignore[no-untyped-def]
 
 #: Several nodes that start together on one server database all run the migrations: a lock held for the whole run
 #: makes the others wait and then find the schema already at head. SQLite is one machine's file; it needs none.
-_LOCKS = {
-    "postgresql": ("SELECT pg_advisory_lock(:id)", "SELECT pg_advisory_unlock(:id)"),
-    "mysql": ("SELECT GET_LOCK(:name, 600)", "SELECT RELEASE_LOCK(:name)"),
-    "mariadb": ("SELECT GET_LOCK(:name, 600)", "SELECT RELEASE_LOCK(:name)"),
-}
-_LOCK_PARAMS = {"id": 0x53574954, "name": "switchyard_migrations"}  # "SWIT"
+_PG_LOCK = ("SELECT pg_advisory_lock(:key)", "SELECT pg_advisory_unlock(:key)", {"key": 0x53574954})  # "SWIT"
+_MY_LOCK = ("SELECT GET_LOCK(:key, 600)", "SELECT RELEASE_LOCK(:key)", {"key": "switchyard_migrations"})
+_LOCKS = {"postgresql": _PG_LOCK, "mysql": _MY_LOCK, "mariadb": _MY_LOCK}
 
 
 async def run_migrations_online() -> None:
@@ -54,9 +51,8 @@ async def run_migrations_online() -> None:
     engine = configure_engine(create_async_engine(url))
     try:
         async with engine.connect() as connection:
-            lock, unlock = _LOCKS.get(connection.dialect.name, (None, None))
+            lock, unlock, params = _LOCKS.get(connection.dialect.name, (None, None, {}))
             if lock:
-                params = {k: v for k, v in _LOCK_PARAMS.items() if f":{k}" in lock}
                 # a session lock: it outlives the commit. pg_advisory_lock waits; GET_LOCK answers 0 when it gave up
                 if (await connection.execute(text(lock), params)).scalar() == 0:
                     raise RuntimeError("another node has held the migration lock for 10 minutes")
